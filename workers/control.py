@@ -1,0 +1,140 @@
+"""Operator actions on jobs: the API behind ``retryctl`` and the revoke hook.
+
+Every action writes Redis first (the source of truth), then tells the workers
+(a revoke), so it holds across worker restarts, which Celery's in-memory
+revoke list does not.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from workers.records import JobRecord, JobState
+from workers.runtime import runtime
+from workers.store import Store
+
+# Celery ids are UUIDs by default, but apply_async(task_id=...) takes any
+# string; accept the characters ids are made of in practice, refuse the rest
+# (spaces, quotes, globs, control bytes) before anything touches Redis.
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}$")
+
+
+class InvalidJobId(ValueError):
+    """A string that cannot be a job id."""
+
+
+def validate_job_id(job_id: str) -> str:
+    if not isinstance(job_id, str) or not JOB_ID_PATTERN.match(job_id):
+        shown = repr(job_id)[:60]
+        raise InvalidJobId(
+            f"{shown} is not a job id: expected a Celery task id such as "
+            "'3f1c2a9e-6b1d-4c55-9e7e-2b8d0e4f1a7c' (letters, digits and . _ : @ + = -, "
+            "at most 200 characters)"
+        )
+    return job_id
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What an action did to one job: ``done`` or why not (``unknown``, ``refused``...)."""
+
+    job_id: str
+    outcome: str
+    previous_state: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.outcome in ("killed", "resumed", "ok")
+
+
+def _store(store: Store | None) -> Store:
+    return store if store is not None else runtime().store
+
+
+def status(job_id: str, store: Store | None = None) -> JobRecord | None:
+    """What the store knows about a job, or None."""
+    fields = _store(store).get(validate_job_id(job_id))
+    return JobRecord.from_fields(job_id, fields) if fields else None
+
+
+def kill(
+    job_id: str,
+    reason: str = "killed by an operator",
+    *,
+    app: Any = None,
+    store: Store | None = None,
+    record_unknown: bool = False,
+    revoke: bool = True,
+) -> ActionResult:
+    """Stop a job for good: no delivery will run it again.
+
+    The kill is written to Redis first, then revoked with terminate so a
+    running attempt stops now. ``record_unknown`` records the kill of a job
+    the store has not seen (enqueued, never started), so its message is
+    dropped when it comes.
+    """
+    validate_job_id(job_id)
+    retention_ms = int(runtime().settings.retention * 1000)
+    reply = _store(store).kill(job_id, reason, retention_ms, record_unknown)
+    result = ActionResult(job_id, reply[0], reply[1] if len(reply) > 1 else None)
+    if result.done and revoke:
+        if app is None:
+            from workers.app import app as default_app
+
+            app = default_app
+        app.control.revoke(job_id, terminate=True)
+    return result
+
+
+def resume(job_id: str, store: Store | None = None) -> ActionResult:
+    """Bring a dead or parked job back: it is published at once, with a new window."""
+    reply = _store(store).resume(validate_job_id(job_id), max_retrying=None, new_streak=True)
+    return ActionResult(job_id, reply[0], reply[1] if len(reply) > 1 else None)
+
+
+def retry_now(job_id: str, store: Store | None = None) -> ActionResult:
+    """Skip the rest of a waiting job's delay: the next sweep publishes it."""
+    reply = _store(store).retry_now(validate_job_id(job_id))
+    return ActionResult(job_id, reply[0], reply[1] if len(reply) > 1 else None)
+
+
+def list_jobs(
+    *,
+    state: JobState | None = None,
+    policy: str | None = None,
+    task: str | None = None,
+    limit: int = 50,
+    store: Store | None = None,
+) -> list[JobRecord]:
+    """Jobs from the indexes (never a key scan), newest index entries last.
+
+    Without ``state``: running, waiting (retrying and queued) and parked jobs.
+    """
+    st = _store(store)
+    states = [state] if state is not None else [JobState.RUNNING, JobState.RETRYING, JobState.PARKED]
+    keys = list(dict.fromkeys(st.index_key(s) for s in states))
+    found: list[JobRecord] = []
+    chunk = max(limit, 200)
+    for key in keys:
+        offset = 0
+        while len(found) < limit:
+            ids = st.index_ids(key, offset, chunk)
+            if not ids:
+                break
+            offset += len(ids)
+            for job_id, fields in zip(ids, st.get_many(ids), strict=True):
+                if not fields:
+                    continue
+                record = JobRecord.from_fields(job_id, fields)
+                if state is not None and record.state is not state:
+                    continue
+                if policy is not None and record.policy != policy:
+                    continue
+                if task is not None and record.task != task:
+                    continue
+                found.append(record)
+                if len(found) >= limit:
+                    break
+    return found

@@ -1,0 +1,21 @@
+-- checkpoint: store a running attempt's progress for the attempts after it.
+-- Progress ends the failure streak: the window and the streak's attempt
+-- budget start again from this attempt.
+--
+-- KEYS[1] job hash
+-- ARGV[1] attempt    ARGV[2] owner    ARGV[3] checkpoint json
+--
+-- Returns {"ok"} or {"stale", state}
+local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'owner')
+if job[1] ~= 'running' or job[2] ~= ARGV[1] or job[3] ~= ARGV[2] then
+  return {'stale', job[1] or 'missing'}
+end
+local fields = redis.call('HKEYS', KEYS[1])
+for _, name in ipairs(fields) do
+  if string.sub(name, 1, 9) == 'failures:' or string.sub(name, 1, 6) == 'since:' then
+    redis.call('HDEL', KEYS[1], name)
+  end
+end
+redis.call('HDEL', KEYS[1], 'first_failure_at', 'stuck_alerted')
+redis.call('HSET', KEYS[1], 'checkpoint', ARGV[3], 'streak_base', tonumber(ARGV[1]) - 1)
+return {'ok'}

@@ -1,0 +1,50 @@
+-- fail: record a failed attempt and carry out the policy's decision, which
+-- the caller took with policies.decide: retry (or park, past max_retrying),
+-- or give up (dead).
+--
+-- KEYS[1] job hash        KEYS[2] leases zset    KEYS[3] due zset
+-- KEYS[4] retrying-count hash (field = policy)   KEYS[5] parked zset
+-- KEYS[6] dead index zset (score = expiry ms)
+-- ARGV[1] job id          ARGV[2] attempt        ARGV[3] owner
+-- ARGV[4] event           ARGV[5] error text     ARGV[6] decision reason
+-- ARGV[7] "retry" | "dead"
+-- ARGV[8] delay ms        ARGV[9] sweeper grace ms (due-set score = due + grace)
+-- ARGV[10] max_retrying (-1 = no cap)            ARGV[11] retention ms
+--
+-- Returns {"retry", now_ms, due_ms} | {"parked", now_ms} | {"dead", now_ms}
+--      or {"stale", state}
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'owner', 'policy')
+if job[1] ~= 'running' or job[2] ~= ARGV[2] or job[3] ~= ARGV[3] then
+  return {'stale', job[1] or 'missing'}
+end
+local event = ARGV[4]
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSETNX', KEYS[1], 'first_failure_at', now)
+redis.call('HSETNX', KEYS[1], 'since:' .. event, now)
+redis.call('HINCRBY', KEYS[1], 'failures:' .. event, 1)
+redis.call('HSET', KEYS[1], 'last_failure_at', now, 'last_event', event,
+  'last_error', ARGV[5], 'reason', ARGV[6], 'updated_at', now)
+redis.call('HDEL', KEYS[1], 'owner', 'interrupt')
+
+if ARGV[7] == 'dead' then
+  local expires = now + tonumber(ARGV[11])
+  redis.call('HSET', KEYS[1], 'state', 'dead')
+  redis.call('PEXPIREAT', KEYS[1], expires)
+  redis.call('ZADD', KEYS[6], expires, ARGV[1])
+  return {'dead', now}
+end
+
+local cap = tonumber(ARGV[10])
+local waiting = tonumber(redis.call('HGET', KEYS[4], job[4]) or '0')
+if cap >= 0 and waiting >= cap then
+  redis.call('HSET', KEYS[1], 'state', 'parked')
+  redis.call('ZADD', KEYS[5], now, ARGV[1])
+  return {'parked', now}
+end
+local due = now + tonumber(ARGV[8])
+redis.call('HSET', KEYS[1], 'state', 'retrying', 'next_attempt_at', due)
+redis.call('HINCRBY', KEYS[4], job[4], 1)
+redis.call('ZADD', KEYS[3], due + tonumber(ARGV[9]), ARGV[1])
+return {'retry', now, due}

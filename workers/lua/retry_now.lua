@@ -1,0 +1,20 @@
+-- retry_now: skip the rest of a waiting job's delay. The sweeper publishes
+-- it at its next pass; a countdown message still on its way becomes a
+-- duplicate that claim drops.
+--
+-- KEYS[1] job hash   KEYS[2] due zset
+-- ARGV[1] job id
+--
+-- Returns {"ok"} | {"unknown"} | {"refused", state}
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then
+  return {'unknown'}
+end
+if state ~= 'retrying' and state ~= 'queued' then
+  return {'refused', state}
+end
+redis.call('HSET', KEYS[1], 'next_attempt_at', now, 'updated_at', now)
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+return {'ok'}

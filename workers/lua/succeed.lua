@@ -1,0 +1,21 @@
+-- succeed: record that the running attempt finished well.
+--
+-- KEYS[1] job hash   KEYS[2] leases zset   KEYS[3] succeeded index zset (score = expiry ms)
+-- ARGV[1] job id     ARGV[2] attempt       ARGV[3] owner   ARGV[4] retention ms
+--
+-- Returns {"ok", now_ms} or {"stale", state} when the attempt no longer owns
+-- the job (killed meanwhile, or its lease was recovered by a sweeper).
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'owner')
+if job[1] ~= 'running' or job[2] ~= ARGV[2] or job[3] ~= ARGV[3] then
+  return {'stale', job[1] or 'missing'}
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+-- The arguments and checkpoint are only needed to run it again: free them.
+redis.call('HDEL', KEYS[1], 'owner', 'args', 'kwargs', 'queue', 'checkpoint', 'interrupt')
+redis.call('HSET', KEYS[1], 'state', 'succeeded', 'updated_at', now)
+local expires = now + tonumber(ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], expires)
+redis.call('ZADD', KEYS[3], expires, ARGV[1])
+return {'ok', now}

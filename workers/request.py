@@ -1,0 +1,54 @@
+"""The worker's main-process view of a durable attempt.
+
+When a pool child dies mid-attempt (SIGKILL, OOM, the hard time limit) no code
+of the job runs anywhere; only the main process sees ``WorkerLostError`` or
+``TimeLimitExceeded``. It expires the attempt's lease at once, so the next
+sweep judges the interruption by the policy instead of waiting a whole lease.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from billiard.exceptions import WorkerLostError
+from celery.exceptions import TimeLimitExceeded
+from celery.worker.request import Request
+
+from policies import Event
+from workers.publish import ATTEMPT_HEADER
+from workers.runtime import runtime
+
+log = logging.getLogger(__name__)
+
+
+class DurableRequest(Request):  # type: ignore[misc]
+    """Celery's request, plus: a lost pool child ends its attempt's lease now."""
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
+        exc = getattr(exc_info, "exception", None)
+        exc = getattr(exc, "exc", exc)  # unwrap ExceptionWithTraceback
+        event = None
+        if isinstance(exc, TimeLimitExceeded):
+            event = Event.TIMEOUT
+        elif isinstance(exc, (WorkerLostError, SystemExit)):
+            event = Event.INTERRUPTION
+        if event is not None and self.worker_pid:
+            self._expire_lease(event)
+        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def _expire_lease(self, event: Event) -> None:
+        attempt = int(self._request_dict.get(ATTEMPT_HEADER) or 1)
+        owner = f"{self.hostname}:{self.worker_pid}"
+        try:
+            expired = runtime().store.interrupt(self.id, attempt, owner, event.value)
+        except redis.RedisError as exc:
+            # The lease still ends on its own; recovery is only slower.
+            log.warning("durable-retry: job %s: could not end the lease now: %s", self.id, exc)
+            return
+        if expired:
+            log.warning(
+                "job %s task=%s attempt=%d event=%s: the pool child died; "
+                "the next sweep applies the policy", self.id, self.name, attempt, event.value,
+            )  # fmt: skip

@@ -1,0 +1,334 @@
+"""The Redis state of every job: the only module that knows key names.
+
+Each state transition is one Lua script in ``workers/lua/`` (its header names
+every key and argument); this module passes every key in KEYS, so a Redis
+Cluster deployment only needs hash tags added in :class:`Keys`, and maps each
+script's answer to a small typed value. Times are Redis' own clock, in
+milliseconds, read inside the scripts (``TIME``): workers whose clocks drift
+still agree on what is due and whose lease has ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+import redis
+
+from workers.records import JobState
+
+LUA_SCRIPTS = (
+    "claim", "succeed", "fail", "checkpoint", "renew", "interrupt", "take_lease",
+    "take_due", "dispatched", "expired", "kill", "resume", "retry_now",
+)  # fmt: skip
+
+ENDED_STATES = (JobState.SUCCEEDED, JobState.DEAD, JobState.KILLED)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every Redis key name, derived from one prefix."""
+
+    prefix: str
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    @property
+    def due(self) -> str:
+        """Waiting retries, scored by when a sweeper should publish them."""
+        return f"{self.prefix}:due"
+
+    @property
+    def leases(self) -> str:
+        """Running attempts, scored by when their lease ends."""
+        return f"{self.prefix}:leases"
+
+    @property
+    def retrying(self) -> str:
+        """Hash: policy -> jobs waiting for a retry (for ``max_retrying``)."""
+        return f"{self.prefix}:retrying"
+
+    @property
+    def parked(self) -> str:
+        """Jobs parked by ``max_retrying``, scored by when they were parked."""
+        return f"{self.prefix}:parked"
+
+    @property
+    def stuck(self) -> str:
+        """Jobs reported stuck in their current streak, scored by when."""
+        return f"{self.prefix}:stuck"
+
+    def ended(self, state: JobState) -> str:
+        """Finished jobs of one state, scored by when their record expires."""
+        return f"{self.prefix}:ended:{state.value}"
+
+    def job_pattern(self) -> str:
+        return f"{self.prefix}:*"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The attempt may run. ``fields`` is the job hash after the claim."""
+
+    now_ms: int
+    fields: dict[str, str]
+
+    @property
+    def attempt(self) -> int:
+        return int(self.fields["attempt"])
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """The delivery must not run: ``why`` is the job's state or ``stale``."""
+
+    why: str
+    state: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class FailOutcome:
+    """What ``fail`` did: ``retry`` (due at ``due_ms``), ``parked``, ``dead`` or ``stale``."""
+
+    kind: Literal["retry", "parked", "dead", "stale"]
+    now_ms: int = 0
+    due_ms: int = 0
+    state: str = ""
+
+
+@dataclass(frozen=True)
+class DueJob:
+    """A waiting job a sweeper has claimed, with what it takes to publish it."""
+
+    id: str
+    state: str
+    attempt: int
+    task: str
+    args: str
+    kwargs: str
+    queue: str
+    policy: str
+    first_failure_at: float | None
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+class Store:
+    """Typed access to the job state in one Redis database."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "durable") -> None:
+        self.redis = client
+        self.keys = Keys(prefix)
+        self._scripts = {
+            name: client.register_script(
+                resources.files("workers").joinpath("lua", f"{name}.lua").read_text()
+            )
+            for name in LUA_SCRIPTS
+        }
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "durable", **options: Any) -> Store:
+        options.setdefault("socket_timeout", 10)
+        options.setdefault("socket_connect_timeout", 5)
+        options.setdefault("health_check_interval", 30)
+        return cls(redis.Redis.from_url(url, decode_responses=True, **options), prefix)
+
+    def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
+        return self._scripts[name](keys=keys, args=args, client=client)
+
+    # -- the attempt's own transitions (called from the task) ---------------
+
+    def claim(
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        task: str,
+        policy: str,
+        owner: str,
+        lease_ms: int,
+        payload: tuple[str, str, str] = ("[]", "{}", ""),
+    ) -> Claimed | Dropped:
+        """Start ``attempt`` if it is the job's next one; ``payload`` is (args, kwargs, queue)."""
+        k = self.keys
+        reply = self._run(
+            "claim",
+            [k.job(job_id), k.due, k.leases, k.retrying],
+            [job_id, attempt, task, policy, owner, lease_ms, *payload],
+        )
+        if reply[0] == "ok":
+            return Claimed(now_ms=int(reply[1]), fields=_pairs(reply[2:]))
+        return Dropped(why=str(reply[1]), state=str(reply[2]), attempt=int(reply[3] or 0))
+
+    def succeed(self, job_id: str, attempt: int, owner: str, retention_ms: int) -> bool:
+        k = self.keys
+        reply = self._run(
+            "succeed",
+            [k.job(job_id), k.leases, k.ended(JobState.SUCCEEDED)],
+            [job_id, attempt, owner, retention_ms],
+        )
+        return bool(reply[0] == "ok")
+
+    def fail(
+        self,
+        job_id: str,
+        attempt: int,
+        owner: str,
+        *,
+        event: str,
+        error: str,
+        reason: str,
+        give_up: bool,
+        delay_ms: int = 0,
+        sweeper_grace_ms: int = 0,
+        max_retrying: int | None = None,
+        retention_ms: int,
+    ) -> FailOutcome:
+        """Record a failed attempt and carry out the decision taken for it."""
+        k = self.keys
+        reply = self._run(
+            "fail",
+            [k.job(job_id), k.leases, k.due, k.retrying, k.parked, k.ended(JobState.DEAD)],
+            [
+                job_id, attempt, owner, event, error, reason,
+                "dead" if give_up else "retry", delay_ms, sweeper_grace_ms,
+                -1 if max_retrying is None else max_retrying, retention_ms,
+            ],
+        )  # fmt: skip
+        kind = reply[0]
+        if kind == "stale":
+            return FailOutcome("stale", state=str(reply[1]))
+        if kind == "retry":
+            return FailOutcome("retry", now_ms=int(reply[1]), due_ms=int(reply[2]))
+        return FailOutcome(kind, now_ms=int(reply[1]))
+
+    def checkpoint(self, job_id: str, attempt: int, owner: str, data_json: str) -> bool:
+        reply = self._run("checkpoint", [self.keys.job(job_id)], [attempt, owner, data_json])
+        return bool(reply[0] == "ok")
+
+    def renew(self, leases: Iterable[tuple[str, int]], owner: str, lease_ms: int) -> int:
+        """Extend the leases of (job id, attempt) pairs this owner still holds."""
+        pairs = list(leases)
+        if not pairs:
+            return 0
+        keys = [self.keys.leases] + [self.keys.job(job_id) for job_id, _ in pairs]
+        args: list[Any] = [lease_ms]
+        for job_id, attempt in pairs:
+            args += [job_id, attempt]
+        args.append(owner)
+        return int(self._run("renew", keys, args))
+
+    def interrupt(self, job_id: str, attempt: int, owner: str, event: str) -> bool:
+        k = self.keys
+        return bool(
+            self._run("interrupt", [k.job(job_id), k.leases], [job_id, attempt, owner, event])
+        )
+
+    # -- the sweeper ----------------------------------------------------------
+
+    def take_due(self, limit: int, redispatch_ms: int) -> tuple[int, list[str]]:
+        reply = self._run("take_due", [self.keys.due], [limit, redispatch_ms])
+        return int(reply[0]), [str(i) for i in reply[1:]]
+
+    def dispatched(self, ids: Sequence[str]) -> list[DueJob]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            self._run("dispatched", [self.keys.job(job_id), self.keys.due], [job_id], client=pipe)
+        jobs = []
+        for job_id, row in zip(ids, pipe.execute(), strict=True):
+            state, attempt, task, args, kwargs, queue, policy, first = (list(row) + [None] * 8)[:8]
+            jobs.append(
+                DueJob(
+                    id=job_id, state=str(state), attempt=int(attempt or 0), task=task or "",
+                    args=args or "[]", kwargs=kwargs or "{}", queue=queue or "",
+                    policy=policy or "", first_failure_at=int(first) / 1000 if first else None,
+                )
+            )  # fmt: skip
+        return jobs
+
+    def expired_leases(self, limit: int) -> tuple[int, list[str]]:
+        reply = self._run("expired", [self.keys.leases], [limit])
+        return int(reply[0]), [str(i) for i in reply[1:]]
+
+    def take_lease(self, job_id: str, owner: str, lease_ms: int) -> Claimed | None:
+        k = self.keys
+        reply = self._run("take_lease", [k.job(job_id), k.leases], [job_id, owner, lease_ms])
+        if reply[0] != "ok":
+            return None
+        return Claimed(now_ms=int(reply[1]), fields=_pairs(reply[2:]))
+
+    def trim_ended(self) -> int:
+        """Drop index entries of records that have expired; returns how many."""
+        now_ms = self.now_ms()
+        pipe = self.redis.pipeline(transaction=False)
+        for state in ENDED_STATES:
+            pipe.zremrangebyscore(self.keys.ended(state), "-inf", now_ms)
+        return sum(int(n) for n in pipe.execute())
+
+    # -- operators ------------------------------------------------------------
+
+    def kill(self, job_id: str, reason: str, retention_ms: int, record_unknown: bool) -> list[str]:
+        k = self.keys
+        reply = self._run(
+            "kill",
+            [k.job(job_id), k.due, k.leases, k.retrying, k.parked, k.ended(JobState.KILLED)],
+            [job_id, reason, retention_ms, "1" if record_unknown else "0"],
+        )
+        return [str(part) for part in reply]
+
+    def resume(self, job_id: str, max_retrying: int | None, new_streak: bool) -> list[str]:
+        k = self.keys
+        reply = self._run(
+            "resume",
+            [k.job(job_id), k.due, k.retrying, k.parked, k.ended(JobState.DEAD)],
+            [job_id, -1 if max_retrying is None else max_retrying, "1" if new_streak else "0"],
+        )
+        return [str(part) for part in reply]
+
+    def retry_now(self, job_id: str) -> list[str]:
+        reply = self._run("retry_now", [self.keys.job(job_id), self.keys.due], [job_id])
+        return [str(part) for part in reply]
+
+    # -- reads ------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def get(self, job_id: str) -> dict[str, str] | None:
+        fields = self.redis.hgetall(self.keys.job(job_id))
+        return fields or None
+
+    def get_many(self, ids: Sequence[str]) -> list[dict[str, str] | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self.keys.job(job_id))
+        return [fields or None for fields in pipe.execute()]
+
+    def index_key(self, state: JobState) -> str:
+        """The index that lists jobs of ``state`` (queued and retrying share the due set)."""
+        if state in (JobState.RETRYING, JobState.QUEUED):
+            return self.keys.due
+        if state is JobState.RUNNING:
+            return self.keys.leases
+        if state is JobState.PARKED:
+            return self.keys.parked
+        return self.keys.ended(state)
+
+    def index_ids(self, key: str, offset: int, count: int) -> list[str]:
+        return [str(i) for i in self.redis.zrange(key, offset, offset + count - 1)]
+
+    def index_size(self, key: str) -> int:
+        return int(self.redis.zcard(key))
+
+    def retrying_counts(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.redis.hgetall(self.keys.retrying).items()}
+
+    def parked_ids(self, count: int) -> list[str]:
+        return self.index_ids(self.keys.parked, 0, count)

@@ -1,0 +1,201 @@
+"""Recovery, run by a timer in every worker: nothing waits on a worker that died.
+
+Each pass (every ``DURABLE_SWEEP_SECONDS``):
+
+1. publishes retries whose time has come: long delays held only in Redis, and
+   countdown retries overdue by more than a lease (the worker holding the
+   countdown message died);
+2. judges attempts whose lease expired (their worker died) as ``interruption``
+   (or ``timeout`` after a hard time limit), by the job's policy;
+3. unparks jobs, oldest first, when their policy's ``max_retrying`` has room;
+4. now and then, trims index entries of expired records.
+
+Every step claims its work atomically in Redis, so any number of sweepers
+(one per worker) may run at once without publishing or judging anything twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from policies import Event, Failure, RetryPolicy, UnknownPolicyError, decide
+from workers.publish import publish_attempt
+from workers.records import history_from_fields
+from workers.runtime import Runtime
+from workers.task import record_decision
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+TRIM_EVERY_SECONDS = 60.0
+_rng = random.Random()
+
+
+@dataclass
+class SweepReport:
+    """What one pass did, for logs, metrics and tests."""
+
+    dispatched: int = 0
+    recovered: int = 0
+    unparked: int = 0
+    trimmed: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def resolve_policy(app: Any, rt: Runtime, task: str, policy_name: str) -> RetryPolicy | None:
+    """The policy a job runs under: its task's own, else the catalogue's entry of that name."""
+    registered = app.tasks.get(task) if task else None
+    policy = getattr(registered, "policy", None)
+    if isinstance(policy, RetryPolicy):
+        return policy
+    try:
+        return rt.catalog.get(policy_name)
+    except UnknownPolicyError:
+        return None
+
+
+class Sweeper:
+    """One worker's sweeper. ``run_once`` is one pass; ``start`` runs passes on a thread."""
+
+    def __init__(self, app: Any, rt: Runtime, owner: str) -> None:
+        self.app = app
+        self.rt = rt
+        self.owner = f"sweeper:{owner}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_trim = 0.0
+
+    # -- one pass -----------------------------------------------------------------
+
+    def run_once(self) -> SweepReport:
+        report = SweepReport()
+        report.dispatched = self.dispatch_due()
+        report.recovered = self.recover_expired_leases(report)
+        report.unparked = self.unpark()
+        if time.monotonic() - self._last_trim >= TRIM_EVERY_SECONDS:
+            self._last_trim = time.monotonic()
+            report.trimmed = self.rt.store.trim_ended()
+        return report
+
+    def dispatch_due(self) -> int:
+        store = self.rt.store
+        _, ids = store.take_due(BATCH, redispatch_ms=self.rt.lease_ms)
+        if not ids:
+            return 0
+        published = 0
+        for job in store.dispatched(ids):
+            if job.state != "queued":
+                continue
+            policy = resolve_policy(self.app, self.rt, job.task, job.policy)
+            publish_attempt(
+                self.app, job_id=job.id, task=job.task, args_json=job.args,
+                kwargs_json=job.kwargs, attempt=job.attempt + 1,
+                queue=(policy.retry_queue if policy else None) or job.queue or None,
+                eta=None, policy=job.policy, first_failure_at=job.first_failure_at,
+            )  # fmt: skip
+            published += 1
+            log.info(
+                "job %s task=%s attempt=%d published by the sweeper",
+                job.id, job.task, job.attempt + 1,
+            )  # fmt: skip
+        return published
+
+    def recover_expired_leases(self, report: SweepReport) -> int:
+        store = self.rt.store
+        _, ids = store.expired_leases(BATCH)
+        recovered = 0
+        for job_id in ids:
+            taken = store.take_lease(job_id, self.owner, self.rt.lease_ms)
+            if taken is None:
+                continue
+            fields = taken.fields
+            policy = resolve_policy(self.app, self.rt, fields.get("task", ""), fields["policy"])
+            if policy is None:
+                # Another worker may know this task; our lease on it expires soon.
+                report.skipped.append(job_id)
+                log.warning(
+                    "job %s: lease expired but task %s and policy %s are unknown here",
+                    job_id, fields.get("task"), fields.get("policy"),
+                )  # fmt: skip
+                continue
+            attempt = int(fields["attempt"])
+            failure = interruption_failure(Event(fields.get("interrupt") or "interruption"), attempt)
+            now = taken.now_ms / 1000
+            decision = decide(policy, history_from_fields(fields), failure, now, _rng)
+            recorded = record_decision(
+                self.rt, self.app, job_id, attempt, self.owner, task=fields.get("task", ""),
+                policy=policy, failure=failure, decision=decision, fields=fields, now=now,
+                countdown_allowed=False,
+            )  # fmt: skip
+            if recorded is not None:
+                recovered += 1
+        return recovered
+
+    def unpark(self) -> int:
+        store = self.rt.store
+        ids = store.parked_ids(BATCH)
+        if not ids:
+            return 0
+        full: set[str] = set()
+        unparked = 0
+        for job_id, fields in zip(ids, store.get_many(ids), strict=True):
+            if not fields or fields.get("policy") in full:
+                continue
+            policy = resolve_policy(self.app, self.rt, fields.get("task", ""), fields["policy"])
+            cap = policy.max_retrying if policy else None
+            outcome = store.resume(job_id, cap, new_streak=False)
+            if outcome[0] == "full":
+                full.add(fields["policy"])
+            elif outcome[0] == "resumed":
+                unparked += 1
+                log.info("job %s task=%s unparked: its policy has room", job_id, fields.get("task"))
+        return unparked
+
+    # -- the timer ----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="durable-sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        interval = self.rt.settings.sweep_seconds
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except redis.RedisError as exc:
+                log.warning("durable-retry: sweep failed, Redis unreachable: %s", exc)
+            except Exception:
+                log.exception("durable-retry: sweep failed")
+            self._stop.wait(interval)
+
+
+def interruption_failure(event: Event, attempt: int) -> Failure:
+    """How a lost attempt looks to the policy."""
+    if event is Event.TIMEOUT:
+        message = f"attempt {attempt} hit the hard time limit and its process was killed"
+        error_type = "celery.exceptions.TimeLimitExceeded"
+    else:
+        message = (
+            f"attempt {attempt} was interrupted: its worker died or stopped "
+            "renewing the lease"
+        )
+        error_type = "billiard.exceptions.WorkerLostError"
+    return Failure(
+        event=event, error_type=error_type, error_mro=(error_type,), message=message,
+        retry_after=None,
+    )  # fmt: skip
