@@ -1,0 +1,155 @@
+"""The real-service test harness: a Redis server and Celery workers the tests own.
+
+One Redis server per test session, on a free loopback port with its own data
+directory (never the machine's Redis on 6379); every integration test starts
+from an empty database. Workers are real ``celery worker`` processes in their
+own process groups, or an in-process worker for fast tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.support.redis_server import RedisServer, assert_empty
+from tests.support.worker_process import ROOT, WorkerProcess
+
+TESTS = Path(__file__).resolve().parent
+
+# Short leases and sweeps make recovery happen now, not "eventually"
+# (dramatiq's trick): a dead worker's job is recovered within seconds.
+TEST_SETTINGS = {
+    "DURABLE_POLICY_FILE": str(TESTS / "policies.yaml"),
+    "DURABLE_LEASE_SECONDS": "3",
+    "DURABLE_SWEEP_SECONDS": "0.5",
+    "DURABLE_MAX_COUNTDOWN": "3.5",
+    "DURABLE_REDIS_WAIT_SECONDS": "20",
+}
+
+_session: dict[str, Any] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run the long profiles")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    base = Path(tempfile.mkdtemp(prefix="durable-tests-"))
+    server = RedisServer(base / "redis")
+    server.start()
+    assert_empty(server.client())
+    _session.update(server=server, base=base)
+    for name in [n for n in os.environ if n.startswith("DURABLE_")]:
+        del os.environ[name]
+    os.environ.update(TEST_SETTINGS)
+    os.environ["DURABLE_REDIS_URL"] = server.url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = _session.get("server")
+    if server is not None:
+        server.kill()
+        shutil.rmtree(_session["base"], ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="long profile: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> RedisServer:
+    server: RedisServer = _session["server"]
+    return server
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the session's Redis, emptied before the test."""
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()  # an earlier test killed it
+    client = redis_server.client()
+    client.flushall()
+    from workers.runtime import reset_runtime
+
+    reset_runtime()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def worker_env(redis_server: RedisServer) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
+    env.update(TEST_SETTINGS)
+    env["DURABLE_REDIS_URL"] = redis_server.url
+    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def start_worker(
+    worker_env: dict[str, str], tmp_path: Path, redis_client: redis.Redis
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``celery worker`` subprocesses; every one is SIGKILLed at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str = "w1", wait: bool = True, env: dict[str, str] | None = None,
+              **options: Any) -> WorkerProcess:  # fmt: skip
+        worker = WorkerProcess(
+            {**worker_env, **(env or {})}, tmp_path / f"{name}.log", name=name, **options
+        )
+        started.append(worker)
+        worker.start(wait=wait)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
+
+
+@pytest.fixture
+def inprocess_worker(redis_client: redis.Redis) -> Iterator[Any]:
+    """A solo-pool worker in a thread of the test process, with its sweeper."""
+    from celery.contrib.testing.worker import start_worker as celery_start_worker
+
+    import tests.jobs  # noqa: F401  (registers the jobs)
+    from workers import app
+    from workers.revoke import install_revoke_hook
+    from workers.runtime import runtime
+    from workers.sweeper import Sweeper
+
+    install_revoke_hook()
+    sweeper = Sweeper(app, runtime(), owner="inprocess")
+    with celery_start_worker(
+        app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=10
+    ) as worker:
+        sweeper.start()
+        yield worker
+        sweeper.stop()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll until ``predicate()`` is truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

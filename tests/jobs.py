@@ -1,0 +1,135 @@
+"""Jobs the integration tests run in real workers (``celery -A tests.jobs worker``).
+
+Every body records that it ran, by job id and attempt, in Redis
+(``bodyruns:<job id>`` hash: attempt -> times run), so a test can prove that
+no attempt's body ran twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from functools import lru_cache
+from typing import Any
+
+import redis
+
+from workers import NoCapacity, Permanent, app, durable_task
+
+__all__ = ["app"]
+
+
+@lru_cache(maxsize=1)
+def _client() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["DURABLE_REDIS_URL"], decode_responses=True)
+
+
+def _ran(task: Any) -> int:
+    """Count this attempt's body run; returns the attempt number."""
+    attempt = int(task.attempt)
+    _client().hincrby(f"bodyruns:{task.request.id}", str(attempt), 1)
+    return attempt
+
+
+def body_runs(client: redis.Redis, job_id: str) -> dict[int, int]:
+    """attempt -> how many times its body ran."""
+    return {int(k): int(v) for k, v in client.hgetall(f"bodyruns:{job_id}").items()}
+
+
+@durable_task(policy="fast", bind=True)
+def add(self: Any, x: int, y: int) -> int:
+    _ran(self)
+    return x + y
+
+
+@durable_task(policy="fast", bind=True)
+def flaky(self: Any, failures: int) -> str:
+    """Fails ``failures`` times, then succeeds."""
+    if _ran(self) <= failures:
+        raise ConnectionError(f"flaky failure at attempt {self.attempt}")
+    return "ok"
+
+
+@durable_task(policy="fast-forever", bind=True)
+def always_fails(self: Any) -> None:
+    _ran(self)
+    raise RuntimeError("this job never works")
+
+
+@durable_task(policy="short-window", bind=True)
+def fails_in_window(self: Any) -> None:
+    _ran(self)
+    raise RuntimeError("fails until the window is used up")
+
+
+@durable_task(policy="fast-forever", bind=True)
+def permanent(self: Any) -> None:
+    _ran(self)
+    raise Permanent("bad input: retrying cannot help")
+
+
+@durable_task(policy="countdown-3s", bind=True)
+def fail_once_slowly(self: Any) -> str:
+    """First attempt fails; the retry waits 3 s on a broker countdown."""
+    if _ran(self) == 1:
+        raise ConnectionError("first attempt fails")
+    return "ok"
+
+
+@durable_task(policy="long-wait", bind=True)
+def fail_once_long(self: Any) -> str:
+    """First attempt fails; the retry (4 s) is longer than the tests' max countdown."""
+    if _ran(self) == 1:
+        raise ConnectionError("first attempt fails")
+    return "ok"
+
+
+@durable_task(policy="fast-forever", bind=True)
+def sleepy(self: Any, seconds: float, failures: int = 0) -> str:
+    """Sleeps; the first ``failures`` attempts fail after sleeping."""
+    attempt = _ran(self)
+    time.sleep(seconds)
+    if attempt <= failures:
+        raise ConnectionError("slow failure")
+    return "slept"
+
+
+@durable_task(policy="three-tries", bind=True)
+def kills_its_worker(self: Any) -> None:
+    """SIGKILLs the process running it, every attempt."""
+    _ran(self)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@durable_task(policy="three-tries", bind=True)
+def kills_once(self: Any) -> str:
+    """SIGKILLs its process on the first attempt only."""
+    if _ran(self) == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "ok"
+
+
+@durable_task(policy="fast", bind=True)
+def waits_for_capacity(self: Any, busy_attempts: int, retry_after: float = 0.2) -> str:
+    if _ran(self) <= busy_attempts:
+        raise NoCapacity("no slot free", retry_after=retry_after)
+    return "ok"
+
+
+@durable_task(policy="fast-forever", bind=True)
+def checkpointer(self: Any, steps: int) -> int:
+    """Advances one step per attempt, saving progress, and fails until done."""
+    _ran(self)
+    done = (self.checkpoint_data or {}).get("done", 0) + 1
+    self.checkpoint({"done": done})
+    if done < steps:
+        raise ConnectionError(f"crashed after step {done}")
+    return done
+
+
+@durable_task(policy="capped", bind=True)
+def capped_fails(self: Any, failures: int) -> str:
+    if _ran(self) <= failures:
+        raise RuntimeError("capped failure")
+    return "ok"
