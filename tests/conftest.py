@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support.redis_server import RedisServer, assert_empty
+from workers.embedded_redis import RedisServer, assert_empty
 from tests.support.worker_process import ROOT, WorkerProcess
 
 TESTS = Path(__file__).resolve().parent

@@ -26,10 +26,20 @@ def _client() -> redis.Redis:
 
 
 def _ran(task: Any) -> int:
-    """Count this attempt's body run; returns the attempt number."""
+    """Count this attempt's body run and note when it started (Redis' clock, ms)."""
     attempt = int(task.attempt)
-    _client().hincrby(f"bodyruns:{task.request.id}", str(attempt), 1)
+    client = _client()
+    seconds, micros = client.time()
+    pipe = client.pipeline()
+    pipe.hincrby(f"bodyruns:{task.request.id}", str(attempt), 1)
+    pipe.hset(f"bodystart:{task.request.id}", str(attempt), seconds * 1000 + micros // 1000)
+    pipe.execute()
     return attempt
+
+
+def body_started_ms(client: redis.Redis, job_id: str, attempt: int) -> int | None:
+    value = client.hget(f"bodystart:{job_id}", str(attempt))
+    return int(value) if value is not None else None
 
 
 def body_runs(client: redis.Redis, job_id: str) -> dict[int, int]:

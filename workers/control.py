@@ -21,6 +21,10 @@ from workers.store import Store
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}$")
 
 
+# What ``list_jobs`` shows without a state filter: jobs that are not finished.
+LIVE_STATES = (JobState.RUNNING, JobState.RETRYING, JobState.PARKED)
+
+
 class InvalidJobId(ValueError):
     """A string that cannot be a job id."""
 
@@ -81,7 +85,7 @@ def kill(
     result = ActionResult(job_id, reply[0], reply[1] if len(reply) > 1 else None)
     if result.done and revoke:
         if app is None:
-            from workers.app import app as default_app
+            from workers.celery_app import app as default_app
 
             app = default_app
         app.control.revoke(job_id, terminate=True)
@@ -113,7 +117,7 @@ def list_jobs(
     Without ``state``: running, waiting (retrying and queued) and parked jobs.
     """
     st = _store(store)
-    states = [state] if state is not None else [JobState.RUNNING, JobState.RETRYING, JobState.PARKED]
+    states = [state] if state is not None else list(LIVE_STATES)
     keys = list(dict.fromkeys(st.index_key(s) for s in states))
     found: list[JobRecord] = []
     chunk = max(limit, 200)

@@ -23,10 +23,12 @@ from workers.runtime import runtime
 log = logging.getLogger(__name__)
 
 
-class DurableRequest(Request):  # type: ignore[misc]
+class DurableRequest(Request):
     """Celery's request, plus: a lost pool child ends its attempt's lease now."""
 
-    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> Any:
         exc = getattr(exc_info, "exception", None)
         exc = getattr(exc, "exc", exc)  # unwrap ExceptionWithTraceback
         event = None
@@ -34,15 +36,16 @@ class DurableRequest(Request):  # type: ignore[misc]
             event = Event.TIMEOUT
         elif isinstance(exc, (WorkerLostError, SystemExit)):
             event = Event.INTERRUPTION
-        if event is not None and self.worker_pid:
+        if event is not None:
             self._expire_lease(event)
-        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+        return super().on_failure(
+            exc_info, send_failed_event=send_failed_event, return_ok=return_ok
+        )
 
     def _expire_lease(self, event: Event) -> None:
         attempt = int(self._request_dict.get(ATTEMPT_HEADER) or 1)
-        owner = f"{self.hostname}:{self.worker_pid}"
         try:
-            expired = runtime().store.interrupt(self.id, attempt, owner, event.value)
+            expired = runtime().store.interrupt(self.id, attempt, self.hostname, event.value)
         except redis.RedisError as exc:
             # The lease still ends on its own; recovery is only slower.
             log.warning("durable-retry: job %s: could not end the lease now: %s", self.id, exc)

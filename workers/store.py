@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis
 
@@ -224,10 +224,11 @@ class Store:
         args.append(owner)
         return int(self._run("renew", keys, args))
 
-    def interrupt(self, job_id: str, attempt: int, owner: str, event: str) -> bool:
+    def interrupt(self, job_id: str, attempt: int, node: str, event: str) -> bool:
+        """End the lease of ``attempt`` now if it runs on ``node`` (its worker process died)."""
         k = self.keys
         return bool(
-            self._run("interrupt", [k.job(job_id), k.leases], [job_id, attempt, owner, event])
+            self._run("interrupt", [k.job(job_id), k.leases], [job_id, attempt, f"{node}:", event])
         )
 
     # -- the sweeper ----------------------------------------------------------
@@ -302,7 +303,7 @@ class Store:
         return int(seconds) * 1000 + int(micros) // 1000
 
     def get(self, job_id: str) -> dict[str, str] | None:
-        fields = self.redis.hgetall(self.keys.job(job_id))
+        fields = cast(dict[str, str], self.redis.hgetall(self.keys.job(job_id)))
         return fields or None
 
     def get_many(self, ids: Sequence[str]) -> list[dict[str, str] | None]:
@@ -328,7 +329,8 @@ class Store:
         return int(self.redis.zcard(key))
 
     def retrying_counts(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.redis.hgetall(self.keys.retrying).items()}
+        counts = cast(dict[str, str], self.redis.hgetall(self.keys.retrying))
+        return {policy: int(n) for policy, n in counts.items()}
 
     def parked_ids(self, count: int) -> list[str]:
         return self.index_ids(self.keys.parked, 0, count)

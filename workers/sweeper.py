@@ -126,7 +126,8 @@ class Sweeper:
                 )  # fmt: skip
                 continue
             attempt = int(fields["attempt"])
-            failure = interruption_failure(Event(fields.get("interrupt") or "interruption"), attempt)
+            event = Event(fields.get("interrupt") or Event.INTERRUPTION.value)
+            failure = interruption_failure(event, attempt)
             now = taken.now_ms / 1000
             decision = decide(policy, history_from_fields(fields), failure, now, _rng)
             recorded = record_decision(

@@ -88,7 +88,7 @@ class _Attempt:
         self.clock = RedisClock(claimed.now_ms)
 
 
-class DurableTask(Task):  # type: ignore[misc]
+class DurableTask(Task):
     """A Celery task whose failures are judged by a named retry policy.
 
     Made by :func:`workers.durable_task`; ``policy`` is fixed at import.

