@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import redis
 
-from workers.embedded_redis import RedisServer, assert_empty
 from tests.support.worker_process import ROOT, WorkerProcess
+from workers.embedded_redis import RedisServer, assert_empty
 
 TESTS = Path(__file__).resolve().parent
 

@@ -143,3 +143,12 @@ def capped_fails(self: Any, failures: int) -> str:
     if _ran(self) <= failures:
         raise RuntimeError("capped failure")
     return "ok"
+
+
+@durable_task(policy="long-wait", bind=True)
+def echo_after_long_retry(self: Any, when: Any) -> str:
+    """Fails once (retried from the due set), then stores ``when`` as it arrived."""
+    if _ran(self) == 1:
+        raise ConnectionError("first attempt fails")
+    _client().set(f"echo:{self.request.id}", when.isoformat())
+    return str(when)

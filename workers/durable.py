@@ -46,8 +46,11 @@ def _check_options(options: Mapping[str, Any]) -> None:
         if key in REFUSED:
             raise TaskOptionError(f"durable_task option {key}= is not accepted: {REFUSED[key]}")
         if key not in PASSED_THROUGH:
-            close = difflib.get_close_matches(key, [*PASSED_THROUGH, "policy"], n=1)
+            close = difflib.get_close_matches(key, [*PASSED_THROUGH, *REFUSED, "policy"], n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
+            if close and close[0] in REFUSED:
+                why = REFUSED[close[0]]
+                hint = f" (did you mean {close[0]}? that one is not accepted either: {why})"
             raise TaskOptionError(
                 f"durable_task option {key}= is unknown{hint}; accepted: policy, "
                 + ", ".join(sorted(PASSED_THROUGH))

@@ -10,11 +10,11 @@ meant for in the ``durable_attempt`` header (what claim fences on), and a
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any
 
 from celery import Celery
+from kombu.utils import json as kombu_json
 
 from policies import format_duration
 
@@ -87,8 +87,8 @@ def publish_attempt(
     first_failure_at: float | None,
 ) -> None:
     """Publish the message for ``attempt`` of a job (same task id as before)."""
-    args = json.loads(args_json)
-    kwargs = json.loads(kwargs_json)
+    args = kombu_json.loads(args_json)
+    kwargs = kombu_json.loads(kwargs_json)
     options: dict[str, Any] = {}
     if queue:
         options["queue"] = queue

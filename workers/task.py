@@ -19,6 +19,8 @@ from typing import Any, NoReturn
 
 from celery import Task
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+from kombu.exceptions import EncodeError
+from kombu.utils import json as kombu_json
 
 from policies import (
     Decision,
@@ -30,7 +32,7 @@ from policies import (
     format_duration,
 )
 from workers.clock import RedisClock
-from workers.errors import CheckpointTooLarge, NoCapacity, Permanent
+from workers.errors import CheckpointTooLarge, NoCapacity, NotJSONSerializable, Permanent
 from workers.publish import ATTEMPT_HEADER, publish_attempt, retry_note
 from workers.records import checkpoint_from_fields, history_from_fields
 from workers.runtime import Runtime, runtime
@@ -68,6 +70,22 @@ def failure_from_exception(exc: BaseException) -> Failure:
         message=error_text(exc),
         retry_after=retry_after,
     )
+
+
+def not_json_error(task: str, args: Any, kwargs: Any) -> NotJSONSerializable:
+    """Name the first argument of ``task`` that JSON cannot carry."""
+    named = [(f"argument {i}", value) for i, value in enumerate(args or ())]
+    named += [(f"keyword argument {key!r}", value) for key, value in (kwargs or {}).items()]
+    for label, value in named:
+        try:
+            kombu_json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            return NotJSONSerializable(
+                f"{task}: {label} is a {type(value).__name__}, which JSON cannot carry "
+                f"({exc}); durable jobs travel as JSON only: pass str, int, float, bool, "
+                "None, datetime, UUID, Decimal, or lists and dicts of them (e.g. an id)"
+            )
+    return NotJSONSerializable(f"{task}: the arguments cannot be encoded as JSON")
 
 
 class RetryScheduled(Exception):
@@ -141,6 +159,13 @@ class DurableTask(Task):
             current.fields.pop("first_failure_at", None)
             current.fields["streak_base"] = str(current.number - 1)
 
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Enqueue the job; an argument JSON cannot carry is named in the error."""
+        try:
+            return super().apply_async(args, kwargs, **options)
+        except EncodeError as exc:
+            raise not_json_error(self.name, args, kwargs) from exc
+
     def retry(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Refused: a durable job retries by its policy; raise the exception instead."""
         raise TypeError(
@@ -160,7 +185,8 @@ class DurableTask(Task):
         owner = f"{request.hostname}:{os.getpid()}"
         wanted = int(request.get(ATTEMPT_HEADER) or 1)
         payload = (
-            (json.dumps(list(args)), json.dumps(kwargs), _delivery_queue(request))
+            # kombu's JSON, as on the wire: it carries datetimes, UUIDs, Decimals.
+            (kombu_json.dumps(list(args)), kombu_json.dumps(kwargs), _delivery_queue(request))
             if wanted == 1
             else ("", "", "")
         )

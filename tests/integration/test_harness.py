@@ -9,9 +9,9 @@ import pytest
 
 from tests import jobs
 from tests.conftest import wait_for
-from workers.embedded_redis import RedisServer, RedisServerError, assert_empty
 from tests.support.worker_process import processes_in_group
 from workers import JobState, control
+from workers.embedded_redis import RedisServer, RedisServerError, assert_empty
 
 pytestmark = pytest.mark.integration
 
