@@ -1,0 +1,5 @@
+"""``python -m workers.cli`` runs retryctl (as the console script does)."""
+
+from workers.cli import main
+
+main()
