@@ -152,3 +152,18 @@ def echo_after_long_retry(self: Any, when: Any) -> str:
         raise ConnectionError("first attempt fails")
     _client().set(f"echo:{self.request.id}", when.isoformat())
     return str(when)
+
+
+@durable_task(
+    policy={
+        "name": "alerting",
+        "duration": "off",
+        "alert_after": "1s",
+        "backoff": {"initial": "0.2s", "factor": 1, "max": "0.2s", "jitter": "none"},
+    },
+    bind=True,
+)
+def fails_and_alerts(self: Any, secret: str) -> None:
+    """Fails every attempt; its policy reports it stuck after 1 s of failing."""
+    _ran(self)
+    raise RuntimeError("still failing")

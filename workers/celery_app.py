@@ -14,6 +14,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from workers import metrics  # noqa: F401  (its worker_ready hook serves DURABLE_METRICS_PORT)
 from workers.runtime import runtime
 from workers.settings import Settings, get_settings
 

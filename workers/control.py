@@ -104,6 +104,43 @@ def retry_now(job_id: str, store: Store | None = None) -> ActionResult:
     return ActionResult(job_id, reply[0], reply[1] if len(reply) > 1 else None)
 
 
+def purge(
+    state: JobState,
+    older_than: float,
+    *,
+    policy: str | None = None,
+    task: str | None = None,
+    store: Store | None = None,
+    batch: int = 1000,
+) -> int:
+    """Delete ended records of ``state`` that ended more than ``older_than`` seconds ago.
+
+    Only ended states (succeeded, dead, killed) may be purged; the record and
+    its index entries go. Returns how many records were deleted.
+    """
+    if not state.is_terminal:
+        raise ValueError(f"only ended jobs can be purged (succeeded, dead, killed), not {state}")
+    st = _store(store)
+    cutoff_ms = st.now_ms() - int(older_than * 1000)
+    key = st.index_key(state)
+    deleted, offset = 0, 0
+    while True:
+        ids = st.index_ids(key, offset, batch)
+        if not ids:
+            return deleted
+        rows = st.fields_of(ids, ("updated_at", "policy", "task"))
+        chosen = [
+            job_id
+            for job_id, (updated, job_policy, job_task) in zip(ids, rows, strict=True)
+            if int(updated or 0) <= cutoff_ms
+            and (policy is None or job_policy == policy)
+            and (task is None or job_task == task)
+        ]
+        purged, removed = st.purge(chosen, state, cutoff_ms) if chosen else (0, 0)
+        deleted += purged
+        offset += len(ids) - removed
+
+
 def list_jobs(
     *,
     state: JobState | None = None,
@@ -111,16 +148,20 @@ def list_jobs(
     task: str | None = None,
     limit: int = 50,
     store: Store | None = None,
+    stuck: bool = False,
 ) -> list[JobRecord]:
     """Jobs from the indexes (never a key scan), newest index entries last.
 
     Without ``state``: running, waiting (retrying and queued) and parked jobs.
+    ``stuck``: only jobs reported stuck in their current failure streak.
     """
     st = _store(store)
     states = [state] if state is not None else list(LIVE_STATES)
     keys = list(dict.fromkeys(st.index_key(s) for s in states))
+    if stuck:
+        keys = [st.keys.stuck]
     found: list[JobRecord] = []
-    chunk = max(limit, 200)
+    chunk = min(max(limit, 200), 5000)
     for key in keys:
         offset = 0
         while len(found) < limit:
@@ -128,6 +169,15 @@ def list_jobs(
             if not ids:
                 break
             offset += len(ids)
+            if policy is not None or task is not None:
+                # Read the fields the filters need first: whole records only for matches.
+                rows = st.fields_of(ids, ("policy", "task"))
+                ids = [
+                    job_id
+                    for job_id, (job_policy, job_task) in zip(ids, rows, strict=True)
+                    if (policy is None or job_policy == policy)
+                    and (task is None or job_task == task)
+                ]
             for job_id, fields in zip(ids, st.get_many(ids), strict=True):
                 if not fields:
                     continue

@@ -21,7 +21,7 @@ from workers.records import JobState
 
 LUA_SCRIPTS = (
     "claim", "succeed", "fail", "checkpoint", "renew", "interrupt", "take_lease",
-    "take_due", "dispatched", "expired", "kill", "resume", "retry_now",
+    "take_due", "dispatched", "expired", "kill", "resume", "retry_now", "stuck", "purge",
 )  # fmt: skip
 
 ENDED_STATES = (JobState.SUCCEEDED, JobState.DEAD, JobState.KILLED)
@@ -60,6 +60,11 @@ class Keys:
     def stuck(self) -> str:
         """Jobs reported stuck in their current streak, scored by when."""
         return f"{self.prefix}:stuck"
+
+    @property
+    def stats(self) -> str:
+        """Hash of counters for metrics: ``failures:<event>``, ``recoveries:<kind>``."""
+        return f"{self.prefix}:stats"
 
     def ended(self, state: JobState) -> str:
         """Finished jobs of one state, scored by when their record expires."""
@@ -170,7 +175,7 @@ class Store:
         k = self.keys
         reply = self._run(
             "succeed",
-            [k.job(job_id), k.leases, k.ended(JobState.SUCCEEDED)],
+            [k.job(job_id), k.leases, k.ended(JobState.SUCCEEDED), k.stuck],
             [job_id, attempt, owner, retention_ms],
         )
         return bool(reply[0] == "ok")
@@ -194,7 +199,10 @@ class Store:
         k = self.keys
         reply = self._run(
             "fail",
-            [k.job(job_id), k.leases, k.due, k.retrying, k.parked, k.ended(JobState.DEAD)],
+            [
+                k.job(job_id), k.leases, k.due, k.retrying, k.parked, k.ended(JobState.DEAD),
+                k.stats, k.stuck,
+            ],
             [
                 job_id, attempt, owner, event, error, reason,
                 "dead" if give_up else "retry", delay_ms, sweeper_grace_ms,
@@ -209,7 +217,10 @@ class Store:
         return FailOutcome(kind, now_ms=int(reply[1]))
 
     def checkpoint(self, job_id: str, attempt: int, owner: str, data_json: str) -> bool:
-        reply = self._run("checkpoint", [self.keys.job(job_id)], [attempt, owner, data_json])
+        reply = self._run(
+            "checkpoint", [self.keys.job(job_id), self.keys.stuck],
+            [attempt, owner, data_json, job_id],
+        )  # fmt: skip
         return bool(reply[0] == "ok")
 
     def renew(self, leases: Iterable[tuple[str, int]], owner: str, lease_ms: int) -> int:
@@ -270,7 +281,28 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         for state in ENDED_STATES:
             pipe.zremrangebyscore(self.keys.ended(state), "-inf", now_ms)
-        return sum(int(n) for n in pipe.execute())
+        return sum(int(n) for n in pipe.execute()) + self._trim_stuck()
+
+    def _trim_stuck(self, limit: int = 1000) -> int:
+        # Stuck jobs leave the index in the scripts that end their streak; this
+        # only catches entries whose record vanished some other way.
+        ids = self.index_ids(self.keys.stuck, 0, limit)
+        if not ids:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.exists(self.keys.job(job_id))
+        gone = [job_id for job_id, found in zip(ids, pipe.execute(), strict=True) if not found]
+        return int(self.redis.zrem(self.keys.stuck, *gone)) if gone else 0
+
+    def add_stats(self, counts: dict[str, int]) -> None:
+        """Add to the metrics counters (``recoveries:<kind>``...), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name, n in counts.items():
+            if n:
+                pipe.hincrby(self.keys.stats, name, n)
+        if len(pipe):
+            pipe.execute()
 
     # -- operators ------------------------------------------------------------
 
@@ -278,19 +310,48 @@ class Store:
         k = self.keys
         reply = self._run(
             "kill",
-            [k.job(job_id), k.due, k.leases, k.retrying, k.parked, k.ended(JobState.KILLED)],
+            [
+                k.job(job_id), k.due, k.leases, k.retrying, k.parked,
+                k.ended(JobState.KILLED), k.stuck,
+            ],
             [job_id, reason, retention_ms, "1" if record_unknown else "0"],
-        )
+        )  # fmt: skip
         return [str(part) for part in reply]
 
     def resume(self, job_id: str, max_retrying: int | None, new_streak: bool) -> list[str]:
         k = self.keys
         reply = self._run(
             "resume",
-            [k.job(job_id), k.due, k.retrying, k.parked, k.ended(JobState.DEAD)],
+            [k.job(job_id), k.due, k.retrying, k.parked, k.ended(JobState.DEAD), k.stuck],
             [job_id, -1 if max_retrying is None else max_retrying, "1" if new_streak else "0"],
         )
         return [str(part) for part in reply]
+
+    def mark_stuck(self, job_id: str, alert_after_ms: int) -> tuple[int, int] | None:
+        """Flag a failing job as stuck, once per streak, if it has failed for ``alert_after_ms``.
+
+        Returns (first_failure_at ms, now ms) the first time, else None.
+        """
+        k = self.keys
+        reply = self._run("stuck", [k.job(job_id), k.stuck], [job_id, alert_after_ms])
+        if reply[0] != "alerted":
+            return None
+        return int(reply[1]), int(reply[2])
+
+    def purge(self, ids: Sequence[str], state: JobState, cutoff_ms: int) -> tuple[int, int]:
+        """Delete ended records of ``state`` last updated at or before ``cutoff_ms``.
+
+        Returns (records deleted, index entries removed).
+        """
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            self._run(
+                "purge", [k.job(job_id), k.ended(state), k.stuck],
+                [job_id, state.value, cutoff_ms], client=pipe,
+            )  # fmt: skip
+        replies = [int(n) for n in pipe.execute()]
+        return replies.count(1), replies.count(1) + replies.count(2)
 
     def retry_now(self, job_id: str) -> list[str]:
         reply = self._run("retry_now", [self.keys.job(job_id), self.keys.due], [job_id])
@@ -334,3 +395,52 @@ class Store:
 
     def parked_ids(self, count: int) -> list[str]:
         return self.index_ids(self.keys.parked, 0, count)
+
+    def index_score(self, key: str, job_id: str) -> float | None:
+        score = self.redis.zscore(key, job_id)
+        return None if score is None else float(score)
+
+    def in_index(self, key: str, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` that the index holds (one ZMSCORE)."""
+        if not ids:
+            return set()
+        scores = self.redis.zmscore(key, list(ids))
+        return {job_id for job_id, score in zip(ids, scores, strict=True) if score is not None}
+
+    def expires_at_ms(self, job_id: str) -> int | None:
+        """When the job's record expires (ended records), or None."""
+        # PTTL and TIME rather than PEXPIRETIME, which Redis 6.2 lacks.
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.time()
+        pipe.pttl(self.keys.job(job_id))
+        (seconds, micros), ttl_ms = pipe.execute()
+        return int(seconds) * 1000 + int(micros) // 1000 + int(ttl_ms) if ttl_ms > 0 else None
+
+    def index_sizes(self) -> dict[str, int]:
+        """Entries in each index, by index name: one round trip of ZCARDs."""
+        k = self.keys
+        names = {
+            "due": k.due, "leases": k.leases, "parked": k.parked, "stuck": k.stuck,
+            **{state.value: k.ended(state) for state in ENDED_STATES},
+        }  # fmt: skip
+        pipe = self.redis.pipeline(transaction=False)
+        for key in names.values():
+            pipe.zcard(key)
+        return {name: int(n) for name, n in zip(names, pipe.execute(), strict=True)}
+
+    def stats(self) -> dict[str, int]:
+        counts = cast(dict[str, str], self.redis.hgetall(self.keys.stats))
+        return {name: int(n) for name, n in counts.items()}
+
+    def sample_ids(self, key: str, count: int) -> list[str]:
+        """All of an index's ids if it holds at most ``count``, else a random ``count`` of them."""
+        if self.index_size(key) <= count:
+            return self.index_ids(key, 0, count)
+        return [str(i) for i in cast(list[str], self.redis.zrandmember(key, count))]
+
+    def fields_of(self, ids: Sequence[str], names: Sequence[str]) -> list[list[str | None]]:
+        """Some fields of many jobs, in one pipelined round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.keys.job(job_id), list(names))
+        return [list(row) for row in pipe.execute()]

@@ -79,6 +79,10 @@ class Sweeper:
         report.dispatched = self.dispatch_due()
         report.recovered = self.recover_expired_leases(report)
         report.unparked = self.unpark()
+        # Counted for metrics; no round trip when the pass recovered nothing.
+        self.rt.store.add_stats(
+            {"recoveries:due": report.dispatched, "recoveries:lease": report.recovered}
+        )
         if time.monotonic() - self._last_trim >= TRIM_EVERY_SECONDS:
             self._last_trim = time.monotonic()
             report.trimmed = self.rt.store.trim_ended()

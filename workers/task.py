@@ -31,6 +31,7 @@ from policies import (
     decide,
     format_duration,
 )
+from workers import alerts
 from workers.clock import RedisClock
 from workers.errors import CheckpointTooLarge, NoCapacity, NotJSONSerializable, Permanent
 from workers.publish import ATTEMPT_HEADER, publish_attempt, retry_note
@@ -324,6 +325,7 @@ def record_decision(
         )
     )  # fmt: skip
     log_transition(job_id, task, attempt, failure.event, outcome.kind, delay, decision.reason)
+    alerts.report_if_stuck(rt, job_id, attempt, task, policy, failure, fields, outcome)
     eta = datetime.fromtimestamp(due, tz=timezone.utc) if due is not None else None
     if outcome.kind == "retry" and rides_countdown:
         # If this publish is lost (broker down, worker killed now), the due

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import click
 
+from workers.cli.common import connection_options
+from workers.cli.jobs_cmd import JOB_COMMANDS
+from workers.cli.metrics_cmd import metrics
 from workers.cli.policies_cmd import policies
 
 
@@ -15,6 +18,7 @@ from workers.cli.policies_cmd import policies
     name="retryctl",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+@connection_options
 def cli() -> None:
     """Watch and steer durable Celery jobs and their retry policies.
 
@@ -23,6 +27,8 @@ def cli() -> None:
 
 
 cli.add_command(policies)
+for command in (*JOB_COMMANDS, metrics):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 -- Progress ends the failure streak: the window and the streak's attempt
 -- budget start again from this attempt.
 --
--- KEYS[1] job hash
--- ARGV[1] attempt    ARGV[2] owner    ARGV[3] checkpoint json
+-- KEYS[1] job hash   KEYS[2] stuck zset (a new streak leaves it)
+-- ARGV[1] attempt    ARGV[2] owner    ARGV[3] checkpoint json   ARGV[4] job id
 --
 -- Returns {"ok"} or {"stale", state}
 local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'owner')
@@ -17,5 +17,6 @@ for _, name in ipairs(fields) do
   end
 end
 redis.call('HDEL', KEYS[1], 'first_failure_at', 'stuck_alerted')
+redis.call('ZREM', KEYS[2], ARGV[4])
 redis.call('HSET', KEYS[1], 'checkpoint', ARGV[3], 'streak_base', tonumber(ARGV[1]) - 1)
 return {'ok'}

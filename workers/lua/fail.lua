@@ -5,6 +5,8 @@
 -- KEYS[1] job hash        KEYS[2] leases zset    KEYS[3] due zset
 -- KEYS[4] retrying-count hash (field = policy)   KEYS[5] parked zset
 -- KEYS[6] dead index zset (score = expiry ms)
+-- KEYS[7] stats hash (failures:<event> counters, for metrics)
+-- KEYS[8] stuck zset (a job that dies leaves it)
 -- ARGV[1] job id          ARGV[2] attempt        ARGV[3] owner
 -- ARGV[4] event           ARGV[5] error text     ARGV[6] decision reason
 -- ARGV[7] "retry" | "dead"
@@ -24,6 +26,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HSETNX', KEYS[1], 'first_failure_at', now)
 redis.call('HSETNX', KEYS[1], 'since:' .. event, now)
 redis.call('HINCRBY', KEYS[1], 'failures:' .. event, 1)
+redis.call('HINCRBY', KEYS[7], 'failures:' .. event, 1)
 redis.call('HSET', KEYS[1], 'last_failure_at', now, 'last_event', event,
   'last_error', ARGV[5], 'reason', ARGV[6], 'updated_at', now)
 redis.call('HDEL', KEYS[1], 'owner', 'interrupt')
@@ -33,6 +36,7 @@ if ARGV[7] == 'dead' then
   redis.call('HSET', KEYS[1], 'state', 'dead')
   redis.call('PEXPIREAT', KEYS[1], expires)
   redis.call('ZADD', KEYS[6], expires, ARGV[1])
+  redis.call('ZREM', KEYS[8], ARGV[1])
   return {'dead', now}
 end
 

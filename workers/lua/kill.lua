@@ -3,7 +3,7 @@
 --
 -- KEYS[1] job hash   KEYS[2] due zset   KEYS[3] leases zset
 -- KEYS[4] retrying-count hash           KEYS[5] parked zset
--- KEYS[6] killed index zset (score = expiry ms)
+-- KEYS[6] killed index zset (score = expiry ms)   KEYS[7] stuck zset
 -- ARGV[1] job id     ARGV[2] reason     ARGV[3] retention ms
 -- ARGV[4] "1" to record the kill of a job this store has not seen yet
 --         (enqueued, never started), so its message is dropped when it comes
@@ -28,6 +28,7 @@ end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
 redis.call('HDEL', KEYS[1], 'owner', 'next_attempt_at', 'interrupt')
 redis.call('HSET', KEYS[1], 'state', 'killed', 'killed_reason', ARGV[2], 'updated_at', now)
 local expires = now + tonumber(ARGV[3])

@@ -1,6 +1,7 @@
 -- succeed: record that the running attempt finished well.
 --
 -- KEYS[1] job hash   KEYS[2] leases zset   KEYS[3] succeeded index zset (score = expiry ms)
+-- KEYS[4] stuck zset (the streak ends: the job leaves it)
 -- ARGV[1] job id     ARGV[2] attempt       ARGV[3] owner   ARGV[4] retention ms
 --
 -- Returns {"ok", now_ms} or {"stale", state} when the attempt no longer owns
@@ -18,4 +19,5 @@ redis.call('HSET', KEYS[1], 'state', 'succeeded', 'updated_at', now)
 local expires = now + tonumber(ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], expires)
 redis.call('ZADD', KEYS[3], expires, ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
 return {'ok', now}
