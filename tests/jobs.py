@@ -154,6 +154,57 @@ def echo_after_long_retry(self: Any, when: Any) -> str:
     return str(when)
 
 
+@durable_task(policy="countdown-3s", bind=True)
+def sync_invoice(self: Any, invoice_id: str, failures: int | None = None,
+                 quick_retries: int = 2) -> str:  # fmt: skip
+    """Refused by its upstream ``failures`` times (None: always), then succeeds.
+
+    The first ``quick_retries`` failures ask to come back in 0.5 s (``retry_after``);
+    later ones wait the policy's 3 s countdown, long enough to watch the job wait
+    (the Flower tests).
+    """
+    attempt = _ran(self)
+    if failures is not None and attempt > failures:
+        return f"invoice {invoice_id} synced"
+    raise NoCapacity(
+        f"billing API refused invoice {invoice_id}: 429 Too Many Requests",
+        retry_after=0.5 if attempt <= quick_retries else None,
+    )
+
+
+@durable_task(policy="fast-forever", bind=True)
+def long_checkpointed(self: Any, steps: int, step_seconds: float) -> int:
+    """A long job: one step at a time, saving progress after each, resuming where it was."""
+    _ran(self)
+    done = (self.checkpoint_data or {}).get("done", 0)
+    while done < steps:
+        time.sleep(step_seconds)
+        done += 1
+        self.checkpoint({"done": done})
+    return done
+
+
+@durable_task(policy="fast", bind=True)
+def fails_with(self: Any, message: str, repeat: int = 1) -> None:
+    """Fails once with ``message`` repeated ``repeat`` times, then succeeds."""
+    if _ran(self) == 1:
+        raise ValueError(message * repeat)
+
+
+@durable_task(policy="fast", bind=True)
+def fails_with_bytes(self: Any) -> None:
+    """Fails once with an exception whose message holds bytes that are not UTF-8."""
+    if _ran(self) == 1:
+        raise OSError(b"device said \xff\xfe\x80 then stopped".decode("utf-8", "surrogateescape"))
+
+
+@durable_task(policy="fast", bind=True)
+def checkpoints_too_much(self: Any, size: int) -> None:
+    """Tries to save a checkpoint of ``size`` bytes."""
+    _ran(self)
+    self.checkpoint({"blob": "x" * size})
+
+
 @durable_task(
     policy={
         "name": "alerting",
@@ -167,3 +218,10 @@ def fails_and_alerts(self: Any, secret: str) -> None:
     """Fails every attempt; its policy reports it stuck after 1 s of failing."""
     _ran(self)
     raise RuntimeError("still failing")
+
+
+@durable_task(policy="to-retry-queue", bind=True)
+def retried_on_own_queue(self: Any) -> str:
+    if _ran(self) == 1:
+        raise ConnectionError("first attempt fails")
+    return "ok"

@@ -34,7 +34,9 @@ from workers.task import record_decision
 log = logging.getLogger(__name__)
 
 BATCH = 500
-TRIM_EVERY_SECONDS = 60.0
+# Trimming is cheap (one ZREMRANGEBYSCORE per ended state), but there is no
+# hurry either: a stale index entry only points at an expired record.
+TRIM_EVERY_SECONDS = 10.0
 _rng = random.Random()
 
 

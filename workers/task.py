@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+import threading
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, NoReturn
@@ -43,6 +44,7 @@ log = logging.getLogger("workers.jobs")
 
 MAX_ERROR_CHARS = 2000
 _rng = random.Random()
+_running = threading.local()
 
 
 def error_text(exc: BaseException, limit: int = MAX_ERROR_CHARS) -> str:
@@ -121,9 +123,16 @@ class DurableTask(Task):
     # on the class, see CELERY_FACTS: never pass max_retries to retry()).
     max_retries = None
     Request = "workers.request:DurableRequest"
-    # Per-attempt state lives on the instance of this process; prefork, solo
-    # and threads pools run one attempt of a task at a time per instance.
-    _attempt: _Attempt | None = None
+
+    @property
+    def _attempt(self) -> _Attempt | None:
+        # One task instance serves every thread of a threads/gevent pool, so
+        # the running attempt is kept per thread, as Celery keeps self.request.
+        return getattr(_running, "attempt", None)
+
+    @_attempt.setter
+    def _attempt(self, value: _Attempt | None) -> None:
+        _running.attempt = value
 
     # -- what a bound job sees -------------------------------------------------
 
@@ -203,6 +212,8 @@ class DurableTask(Task):
                 "job %s task=%s delivery for attempt %d dropped: %s (job %s at attempt %d)",
                 job_id, self.name, wanted, claimed.why, claimed.state, claimed.attempt,
             )  # fmt: skip
+            if claimed.why == "killed":
+                self._announce_revoked()
             raise Ignore()
         current = _Attempt(job_id, claimed, owner)
         self._attempt = current
@@ -221,6 +232,17 @@ class DurableTask(Task):
         finally:
             rt.leases.release(job_id)
             self._attempt = None
+
+    def _announce_revoked(self) -> None:
+        """Flower would show a dropped delivery of a killed job as STARTED for ever
+        (an ignored task sends no event): say REVOKED, as Celery does when it drops
+        a message it has on its own revoked list."""
+        if not self.send_events:
+            return
+        try:
+            self.send_event("task-revoked", terminated=False, signum=None, expired=False)
+        except Exception as exc:  # an event must never change what happens to the job
+            log.warning("job %s: task-revoked event not sent: %s", self.request.id, exc)
 
     def _after_success(self, rt: Runtime, current: _Attempt) -> None:
         retention = (

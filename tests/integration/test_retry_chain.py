@@ -94,3 +94,14 @@ def test_checkpoint_is_read_by_the_next_attempt_and_resets_the_streak(
     record = control.status(job_id)
     assert record is not None and record.attempts == 3
     assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1, 3: 1}
+
+
+def test_threads_pool_keeps_each_attempt_apart(redis_client, start_worker):
+    """One task instance serves every thread: each thread must see its own attempt."""
+    start_worker(pool="threads", concurrency=4)
+    ids = [jobs.checkpointer.delay(3).id for _ in range(8)]
+    for job_id in ids:
+        wait_for(lambda job_id=job_id: _state(job_id) is JobState.SUCCEEDED, 60, "jobs to succeed")
+        assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1, 3: 1}
+        record = control.status(job_id)
+        assert record is not None and record.attempts == 3
