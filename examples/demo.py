@@ -76,7 +76,8 @@ class Process:
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} not ready in {timeout:g}s:\n{self.log_text()[-3000:]}")
+                tail = self.log_text()[-3000:]
+                raise RuntimeError(f"{self.name} not ready in {timeout:g}s:\n{tail}")
             time.sleep(0.1)
 
     def kill(self) -> None:
@@ -107,7 +108,7 @@ class Demo:
     def start_redis(self) -> str:
         url = os.environ.get("DURABLE_REDIS_URL")
         if url:
-            say(f"Using the Redis at DURABLE_REDIS_URL (keys under 'durable:').")
+            say("Using the Redis at DURABLE_REDIS_URL (keys under 'durable:').")
             return url
         from workers.embedded_redis import RedisServer
 
@@ -141,10 +142,12 @@ class Demo:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{url}/healthcheck", timeout=2) as answer:
-                    if answer.status == 200:
-                        return url
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{url}/healthcheck", timeout=2) as answer,
+            ):
+                if answer.status == 200:
+                    return url
             time.sleep(0.2)
         raise RuntimeError(f"Flower did not start:\n{flower.log_text()[-3000:]}")
 
@@ -221,7 +224,7 @@ class Demo:
         say(f"Flower: {flower_url}/task/{jobs['sync_inventory']}")
         if interactive:
             say()
-            say(f"sync_inventory retries until you stop it. Try, in another terminal:")
+            say("sync_inventory retries until you stop it. Try, in another terminal:")
             say(f"  DURABLE_REDIS_URL={self.env['DURABLE_REDIS_URL']} .venv/bin/retryctl "
                 f"kill {jobs['sync_inventory']}")  # fmt: skip
             say("Press Ctrl-C to stop the demo.")
@@ -229,10 +232,9 @@ class Demo:
                 time.sleep(3600)
         say(f"$ retryctl kill {jobs['sync_inventory']}")
         say(_retryctl("kill", jobs["sync_inventory"], "--reason", "demo: stopped by the operator"))
-        killed = wait(lambda: _state(jobs["sync_inventory"]) == "killed" or None, 30, progress,
-                      status)  # fmt: skip
+        wait(lambda: _state(jobs["sync_inventory"]) == "killed", 30, progress, status)
         progress.done()
-        say(f"sync_inventory is {killed} and will never run again. Stopping.")
+        say("sync_inventory is killed and will never run again. Stopping.")
         return 0
 
 

@@ -34,7 +34,7 @@ def test_readme_gives_two_commands_and_ci_runs_its_test_command():
     commands = quickstart_commands()
     assert commands == ["./run demo", "./run test"]
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert commands[1] in [line.strip() for line in ci], ".ci/run must call the README's test command"
+    assert commands[1] in [line.strip() for line in ci], ".ci/run must call the README's command"
 
 
 def test_readme_demo_command_runs_end_to_end_in_a_fresh_clone(tmp_path: Path):
