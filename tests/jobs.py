@@ -225,3 +225,20 @@ def retried_on_own_queue(self: Any) -> str:
     if _ran(self) == 1:
         raise ConnectionError("first attempt fails")
     return "ok"
+
+
+@durable_task(
+    policy={
+        "name": "countdown-8s",
+        "duration": "off",
+        "backoff": {"initial": "8s", "factor": 1, "max": "8s", "jitter": "none"},
+    },
+    bind=True,
+)
+def fail_once_wait_8s(self: Any) -> str:
+    """First attempt fails; the retry waits 8 s, on a broker countdown in a worker
+    with DURABLE_MAX_COUNTDOWN >= 8: time to revoke it and restart every worker
+    before it is due, even on a loaded machine (the Flower revoke test)."""
+    if _ran(self) == 1:
+        raise ConnectionError("first attempt fails")
+    return "ok"

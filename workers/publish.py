@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from celery import Celery
+from celery.utils.saferepr import saferepr
 from kombu.utils import json as kombu_json
 
 from policies import format_duration
@@ -100,6 +101,9 @@ def publish_attempt(
         eta=eta,
         retries=attempt - 1,
         headers={ATTEMPT_HEADER: attempt},
+        # As apply_async shows them (a tuple), so Flower's Arguments row does
+        # not change from "('a',)" to "['a']" at the first retry.
+        argsrepr=saferepr(tuple(args), app.amqp.argsrepr_maxsize),
         kwargsrepr=flower_kwargsrepr(
             kwargs, attempts=attempt - 1, first_failure_at=first_failure_at, policy=policy
         ),

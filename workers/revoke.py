@@ -37,8 +37,28 @@ def install_revoke_hook() -> None:
                 continue
             if result.done:
                 log.warning("job %s killed: %s (was %s)", job_id, REASON, result.previous_state)
+            killed = result.done or result.previous_state == "killed"
+            if killed and result.previous_state != "unknown":
+                _announce_revoked(state, job_id)
         return original(state, task_id, terminate=terminate, signal=signal, **kwargs)
 
     revoke.durable_hook = True  # type: ignore[attr-defined]
     revoke.__doc__ = original.__doc__
     Panel.data["revoke"] = revoke
+
+
+def _announce_revoked(state: Any, job_id: str) -> None:
+    """Send ``task-revoked`` now, so Flower shows the kill.
+
+    Celery sends it only when it drops a message; a job waiting in the due set
+    has none, and Flower would show it waiting (RETRY) for ever. Every online
+    worker sends one (Flower keeps one row). A job killed before its first
+    delivery (``unknown``) is announced when that delivery is dropped.
+    """
+    dispatcher = getattr(getattr(state, "consumer", None), "event_dispatcher", None)
+    if dispatcher is None or not dispatcher.enabled:
+        return
+    try:
+        dispatcher.send("task-revoked", uuid=job_id, terminated=False, signum=None, expired=False)
+    except Exception as exc:  # an event must never stop the revoke itself
+        log.warning("durable-retry: task-revoked event for %s not sent: %s", job_id, exc)
