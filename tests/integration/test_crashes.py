@@ -6,6 +6,7 @@ import pytest
 
 from tests import jobs
 from tests.conftest import TEST_SETTINGS, wait_for
+from tests.support.records import in_state
 from workers import JobState, control
 
 pytestmark = pytest.mark.integration
@@ -14,27 +15,18 @@ LEASE = float(TEST_SETTINGS["DURABLE_LEASE_SECONDS"])
 SWEEP = float(TEST_SETTINGS["DURABLE_SWEEP_SECONDS"])
 
 
-def _record(job_id: str):
-    return control.status(job_id)
-
-
-def _in_state(job_id: str, *states: JobState):
-    record = control.status(job_id)
-    return record if record is not None and record.state in states else None
-
-
 def test_sigkill_of_worker_holding_a_countdown_retry_runs_it_elsewhere_in_time(
     redis_client, start_worker
 ):
     first = start_worker("w1")
     job_id = jobs.fail_once_slowly.delay().id
-    waiting = wait_for(lambda: _in_state(job_id, JobState.RETRYING), 30, "attempt 1 to fail")
+    waiting = wait_for(lambda: in_state(job_id, JobState.RETRYING), 30, "attempt 1 to fail")
     assert waiting.next_attempt_at is not None and waiting.first_failure_at is not None
     # The 3 s countdown message now sits in w1's memory (and kombu's unacked hash).
     first.kill()
     start_worker("w2")
 
-    done = wait_for(lambda: _in_state(job_id, JobState.SUCCEEDED), 60, "attempt 2 elsewhere")
+    done = wait_for(lambda: in_state(job_id, JobState.SUCCEEDED), 60, "attempt 2 elsewhere")
     assert done.attempts == 2
     assert done.first_failure_at == waiting.first_failure_at
     started_ms = jobs.body_started_ms(redis_client, job_id, 2)
@@ -52,7 +44,7 @@ def test_sigkill_of_worker_while_the_body_runs_is_an_interruption(redis_client, 
     first.kill()
     start_worker("w2")
 
-    done = wait_for(lambda: _in_state(job_id, JobState.SUCCEEDED), 60, "attempt 2 elsewhere")
+    done = wait_for(lambda: in_state(job_id, JobState.SUCCEEDED), 60, "attempt 2 elsewhere")
     assert done.attempts == 2
     assert done.failures == {"interruption": 1}
     assert done.last_event == "interruption"
@@ -62,7 +54,7 @@ def test_sigkill_of_worker_while_the_body_runs_is_an_interruption(redis_client, 
 def test_job_that_kills_its_worker_every_time_stops_at_max_attempts(redis_client, start_worker):
     start_worker("w1")
     job_id = jobs.kills_its_worker.delay().id
-    dead = wait_for(lambda: _in_state(job_id, JobState.DEAD), 90, "the job to give up")
+    dead = wait_for(lambda: in_state(job_id, JobState.DEAD), 90, "the job to give up")
     assert dead.attempts == 3
     assert dead.failures == {"interruption": 3}
     assert dead.reason is not None and "max_attempts" in dead.reason
@@ -74,7 +66,7 @@ def test_pool_child_killed_mid_attempt_is_retried_as_interruption(redis_client, 
     does not (a child that dies before it acknowledged the job), the lease expires."""
     start_worker("w1")
     job_id = jobs.kills_once.delay().id
-    done = wait_for(lambda: _in_state(job_id, JobState.SUCCEEDED), 60, "attempt 2 to succeed")
+    done = wait_for(lambda: in_state(job_id, JobState.SUCCEEDED), 60, "attempt 2 to succeed")
     assert done.attempts == 2
     assert done.failures == {"interruption": 1}
     assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1}
@@ -83,12 +75,12 @@ def test_pool_child_killed_mid_attempt_is_retried_as_interruption(redis_client, 
 def test_warm_shutdown_hands_countdown_retries_back_at_once(redis_client, start_worker):
     first = start_worker("w1")
     job_id = jobs.fail_once_slowly.delay().id
-    wait_for(lambda: _in_state(job_id, JobState.RETRYING), 30, "attempt 1 to fail")
+    wait_for(lambda: in_state(job_id, JobState.RETRYING), 30, "attempt 1 to fail")
     first.stop()  # SIGTERM: the held countdown message goes back to the queue
     queued = redis_client.llen("celery")
     assert queued == 1, "the countdown message should be back on the queue"
     start_worker("w2")
-    done = wait_for(lambda: _in_state(job_id, JobState.SUCCEEDED), 60, "attempt 2 to succeed")
+    done = wait_for(lambda: in_state(job_id, JobState.SUCCEEDED), 60, "attempt 2 to succeed")
     assert done.attempts == 2
     assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1}
 
@@ -96,7 +88,7 @@ def test_warm_shutdown_hands_countdown_retries_back_at_once(redis_client, start_
 def test_killed_job_never_runs_again_after_every_worker_restarts(redis_client, start_worker):
     first = start_worker("w1")
     job_id = jobs.fail_once_slowly.delay().id
-    wait_for(lambda: _in_state(job_id, JobState.RETRYING), 30, "attempt 1 to fail")
+    wait_for(lambda: in_state(job_id, JobState.RETRYING), 30, "attempt 1 to fail")
     result = control.kill(job_id, "test: stop it")
     assert result.outcome == "killed"
     # Every worker goes away; its in-memory revoke list with it. The held
@@ -115,6 +107,6 @@ def test_delay_longer_than_the_visibility_timeout_runs_exactly_once(redis_client
     short = {"DURABLE_VISIBILITY_TIMEOUT": "2", "DURABLE_MAX_COUNTDOWN": "1"}
     start_worker("w1", env=short)
     job_id = jobs.fail_once_long.delay().id
-    done = wait_for(lambda: _in_state(job_id, JobState.SUCCEEDED), 60, "attempt 2 to succeed")
+    done = wait_for(lambda: in_state(job_id, JobState.SUCCEEDED), 60, "attempt 2 to succeed")
     assert done.attempts == 2
     assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1}

@@ -8,14 +8,11 @@ import pytest
 
 from tests import jobs
 from tests.conftest import wait_for
+from tests.support.records import in_state, state_of
 from workers import JobState, control
 
 pytestmark = pytest.mark.integration
 
-
-def _state(job_id: str) -> JobState | None:
-    record = control.status(job_id)
-    return record.state if record else None
 
 
 def test_job_failing_three_times_then_succeeding_ends_succeeded_with_four_attempts(
@@ -24,7 +21,7 @@ def test_job_failing_three_times_then_succeeding_ends_succeeded_with_four_attemp
     start_worker()
     job_id = jobs.flaky.delay(3).id
 
-    wait_for(lambda: _state(job_id) is JobState.SUCCEEDED, 30, "the job to succeed")
+    wait_for(lambda: state_of(job_id) is JobState.SUCCEEDED, 30, "the job to succeed")
     record = control.status(job_id)
     assert record is not None
     assert record.attempts == 4
@@ -39,7 +36,7 @@ def test_unbounded_policy_keeps_retrying_past_a_finite_window(redis_client, star
     bounded = jobs.fails_in_window.delay().id
     unbounded = jobs.always_fails.delay().id
 
-    wait_for(lambda: _state(bounded) is JobState.DEAD, 30, "the 2s-window job to give up")
+    wait_for(lambda: state_of(bounded) is JobState.DEAD, 30, "the 2s-window job to give up")
     dead = control.status(bounded)
     assert dead is not None and dead.reason is not None
     assert "window" in dead.reason
@@ -53,13 +50,13 @@ def test_unbounded_policy_keeps_retrying_past_a_finite_window(redis_client, star
         30,
         "the unbounded job to fail for longer than the finite window",
     )
-    assert _state(unbounded) in (JobState.RETRYING, JobState.QUEUED, JobState.RUNNING)
+    assert state_of(unbounded) in (JobState.RETRYING, JobState.QUEUED, JobState.RUNNING)
 
 
 def test_permanent_error_gives_up_at_once_whatever_the_policy(redis_client, start_worker):
     start_worker()
     job_id = jobs.permanent.delay().id
-    wait_for(lambda: _state(job_id) is JobState.DEAD, 30, "the job to be dead")
+    wait_for(lambda: state_of(job_id) is JobState.DEAD, 30, "the job to be dead")
     record = control.status(job_id)
     assert record is not None and record.attempts == 1
     assert record.reason is not None and "Permanent" in record.reason
@@ -68,7 +65,7 @@ def test_permanent_error_gives_up_at_once_whatever_the_policy(redis_client, star
 def test_no_capacity_is_its_own_event(redis_client, start_worker):
     start_worker()
     job_id = jobs.waits_for_capacity.delay(2).id
-    wait_for(lambda: _state(job_id) is JobState.SUCCEEDED, 30, "the job to succeed")
+    wait_for(lambda: state_of(job_id) is JobState.SUCCEEDED, 30, "the job to succeed")
     record = control.status(job_id)
     assert record is not None
     assert record.failures == {"no-capacity": 2}
@@ -80,7 +77,7 @@ def test_same_message_delivered_twice_runs_the_body_once(redis_client, start_wor
     jobs.add.apply_async((1, 2), task_id=job_id)
     jobs.add.apply_async((1, 2), task_id=job_id)
     worker = start_worker()
-    wait_for(lambda: _state(job_id) is JobState.SUCCEEDED, 30, "the job to succeed")
+    wait_for(lambda: state_of(job_id) is JobState.SUCCEEDED, 30, "the job to succeed")
     wait_for(lambda: "dropped" in worker.log_text(), 30, "the second delivery to be dropped")
     assert jobs.body_runs(redis_client, job_id) == {1: 1}
 
@@ -90,7 +87,7 @@ def test_checkpoint_is_read_by_the_next_attempt_and_resets_the_streak(
 ):
     start_worker()
     job_id = jobs.checkpointer.delay(3).id
-    wait_for(lambda: _state(job_id) is JobState.SUCCEEDED, 30, "the job to succeed")
+    wait_for(lambda: state_of(job_id) is JobState.SUCCEEDED, 30, "the job to succeed")
     record = control.status(job_id)
     assert record is not None and record.attempts == 3
     assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1, 3: 1}
@@ -101,7 +98,7 @@ def test_threads_pool_keeps_each_attempt_apart(redis_client, start_worker):
     start_worker(pool="threads", concurrency=4)
     ids = [jobs.checkpointer.delay(3).id for _ in range(8)]
     for job_id in ids:
-        wait_for(lambda job_id=job_id: _state(job_id) is JobState.SUCCEEDED, 60, "jobs to succeed")
+        wait_for(lambda job_id=job_id: in_state(job_id, JobState.SUCCEEDED), 60, "jobs to succeed")
         assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1, 3: 1}
         record = control.status(job_id)
         assert record is not None and record.attempts == 3

@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def processes_in_group(pgid: int) -> list[int]:
-    """Pids whose process group is ``pgid`` (read from /proc)."""
+def _live_processes() -> list[tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every process that is not a zombie."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -29,25 +29,18 @@ def processes_in_group(pgid: int) -> list[int]:
             continue
         # The command may hold spaces or parentheses: fields start after the last ')'.
         fields = stat[stat.rindex(")") + 2 :].split()
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state != "Z":
-            found.append(int(entry.name))
+        if fields[0] != "Z":
+            found.append((int(entry.name), int(fields[1]), int(fields[2])))
     return found
+
+
+def processes_in_group(pgid: int) -> list[int]:
+    """Pids whose process group is ``pgid`` (read from /proc)."""
+    return [pid for pid, _, group in _live_processes() if group == pgid]
 
 
 def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
+    return [child for child, parent, _ in _live_processes() if parent == pid]
 
 
 class WorkerProcess:
