@@ -120,6 +120,21 @@ class DueJob:
     first_failure_at: float | None
 
 
+def _lua_text(*parts: str) -> str:
+    return resources.files("workers").joinpath("lua", *parts).read_text()
+
+
+def load_script(name: str) -> str:
+    """The text of ``lua/<name>.lua``, with each ``-- include: <lib>`` line replaced
+    by ``lua/lib/<lib>.lua`` (Redis scripts cannot import; shared steps live once)."""
+    lines = []
+    for line in _lua_text(f"{name}.lua").splitlines():
+        if line.startswith("-- include: "):
+            line = _lua_text("lib", line.removeprefix("-- include: ").strip() + ".lua")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
 
@@ -131,10 +146,7 @@ class Store:
         self.redis = client
         self.keys = Keys(prefix)
         self._scripts = {
-            name: client.register_script(
-                resources.files("workers").joinpath("lua", f"{name}.lua").read_text()
-            )
-            for name in LUA_SCRIPTS
+            name: client.register_script(load_script(name)) for name in LUA_SCRIPTS
         }
 
     @classmethod

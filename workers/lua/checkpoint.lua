@@ -6,17 +6,13 @@
 -- ARGV[1] attempt    ARGV[2] owner    ARGV[3] checkpoint json   ARGV[4] job id
 --
 -- Returns {"ok"} or {"stale", state}
+
+-- include: new_streak
+
 local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'owner')
 if job[1] ~= 'running' or job[2] ~= ARGV[1] or job[3] ~= ARGV[2] then
   return {'stale', job[1] or 'missing'}
 end
-local fields = redis.call('HKEYS', KEYS[1])
-for _, name in ipairs(fields) do
-  if string.sub(name, 1, 9) == 'failures:' or string.sub(name, 1, 6) == 'since:' then
-    redis.call('HDEL', KEYS[1], name)
-  end
-end
-redis.call('HDEL', KEYS[1], 'first_failure_at', 'stuck_alerted')
-redis.call('ZREM', KEYS[2], ARGV[4])
-redis.call('HSET', KEYS[1], 'checkpoint', ARGV[3], 'streak_base', tonumber(ARGV[1]) - 1)
+new_streak(KEYS[1], KEYS[2], ARGV[4], tonumber(ARGV[1]) - 1)
+redis.call('HSET', KEYS[1], 'checkpoint', ARGV[3])
 return {'ok'}

@@ -12,6 +12,8 @@
 --
 -- Returns {"resumed", previous state} | {"unknown"} | {"refused", state}
 --      | {"full"} (the cap is reached; the job stays parked)
+-- include: new_streak
+
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local job = redis.call('HMGET', KEYS[1], 'state', 'policy', 'attempt', 'args')
@@ -32,15 +34,7 @@ if cap >= 0 and tonumber(redis.call('HGET', KEYS[3], job[2]) or '0') >= cap then
   return {'full'}
 end
 if ARGV[3] == '1' then
-  local fields = redis.call('HKEYS', KEYS[1])
-  for _, name in ipairs(fields) do
-    if string.sub(name, 1, 9) == 'failures:' or string.sub(name, 1, 6) == 'since:' then
-      redis.call('HDEL', KEYS[1], name)
-    end
-  end
-  redis.call('HDEL', KEYS[1], 'first_failure_at', 'stuck_alerted')
-  redis.call('ZREM', KEYS[6], ARGV[1])
-  redis.call('HSET', KEYS[1], 'streak_base', job[3])
+  new_streak(KEYS[1], KEYS[6], ARGV[1], job[3])
 end
 redis.call('PERSIST', KEYS[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
