@@ -64,8 +64,18 @@ def assert_empty(client: redis.Redis) -> None:
 class RedisServer:
     """One redis-server process we own (AOF on, so restarts keep data)."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        appendonly: bool = True,
+        *,
+        password: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.executable = find_redis_server()
+        self.password = password  # passed as --requirepass; client() uses it
+        self.extra_args = extra_args  # more redis-server options (e.g. --tls-port ...)
         self.data_dir = data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -78,7 +88,7 @@ class RedisServer:
 
     def client(self, **options: object) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                           socket_timeout=5, **options)  # type: ignore[arg-type]  # fmt: skip
+                           socket_timeout=5, password=self.password, **options)  # type: ignore[arg-type]  # fmt: skip
 
     def start(self, timeout: float = 15.0) -> None:
         args = [
@@ -87,6 +97,9 @@ class RedisServer:
             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
             "--logfile", str(self.data_dir / "redis.log"), "--protected-mode", "no",
         ]  # fmt: skip
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        args += list(self.extra_args)
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

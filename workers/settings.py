@@ -110,6 +110,24 @@ class Settings(BaseSettings):
             return seconds
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                "expected a Redis URL: redis://[:password@]host:port/db, rediss:// (TLS) "
+                "or unix:///path/to/redis.sock"
+            )
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError("expected a broker URL such as redis://host:6379/0 or amqp://host//")
+        return value
+
     @model_validator(mode="after")
     def _countdown_fits_visibility(self) -> Settings:
         if self.visibility_timeout is not None and self.max_countdown >= self.visibility_timeout:

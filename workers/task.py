@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, NoReturn
 
 from celery import Task
-from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from kombu.exceptions import EncodeError
 from kombu.utils import json as kombu_json
 
@@ -52,6 +52,17 @@ def error_text(exc: BaseException, limit: int = MAX_ERROR_CHARS) -> str:
     message = str(exc).encode("utf-8", "replace").decode("utf-8")
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 14] + "...(truncated)"
+
+
+def attempt_from_header(value: Any) -> int | None:
+    """The attempt a delivery is for: 1 without the header, None when it is garbage."""
+    if value is None:
+        return 1
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 1 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and int(value) >= 1:
+        return int(value)
+    return None
 
 
 def _dotted(cls: type) -> str:
@@ -193,7 +204,15 @@ class DurableTask(Task):
         rt = runtime()
         job_id: str = request.id
         owner = f"{request.hostname}:{os.getpid()}"
-        wanted = int(request.get(ATTEMPT_HEADER) or 1)
+        wanted = attempt_from_header(request.get(ATTEMPT_HEADER))
+        if wanted is None:
+            # Not a message this layer published: run nothing, store nothing, drop it.
+            log.error(
+                "job %s task=%s message refused: header %s=%.60r is not an attempt "
+                "number (1, 2, ...); nothing was run or stored",
+                job_id, self.name, ATTEMPT_HEADER, request.get(ATTEMPT_HEADER),
+            )  # fmt: skip
+            raise Reject(f"bad {ATTEMPT_HEADER} header", requeue=False)
         payload = (
             # kombu's JSON, as on the wire: it carries datetimes, UUIDs, Decimals.
             (kombu_json.dumps(list(args)), kombu_json.dumps(kwargs), _delivery_queue(request))

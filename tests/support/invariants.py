@@ -1,0 +1,142 @@
+"""The design's invariants, checked against the live store while faults hit it.
+
+Given the store (key names come from :class:`workers.store.Keys`, never spelt
+here) and the jobs of a test, an :class:`InvariantChecker` answers:
+
+- stranded: a non-terminal job with no due entry, no lease and not parked
+  (invariant 2; a broker message cannot be inspected cheaply, but every retry,
+  countdown ones included, is also in the due set);
+- duplicate bodies: an attempt whose body ran more than once (invariant 1),
+  from the ``bodyruns:<id>`` counts the test jobs keep;
+- attempts going backwards: :meth:`sample` reads every job's attempt count in
+  one transaction; a count lower than an earlier sample is a violation
+  (invariant 3). Call it from a thread while the faults run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import redis
+
+from tests.jobs import body_runs
+from workers.store import Keys
+
+TERMINAL = frozenset({"succeeded", "dead", "killed"})
+
+
+@dataclass
+class Violations:
+    """What broke, each as a readable line."""
+
+    stranded: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    backwards: list[str] = field(default_factory=list)
+
+    def all(self) -> list[str]:
+        return self.stranded + self.duplicates + self.backwards
+
+
+class InvariantChecker:
+    """Checks one test's jobs; keeps the highest attempt count seen per job."""
+
+    def __init__(self, client: redis.Redis, job_ids: Iterable[str], prefix: str = "durable"):
+        self.client = client
+        self.keys = Keys(prefix)
+        self.job_ids = list(job_ids)
+        self.highest: dict[str, int] = {}
+        self.samples = 0
+        self.violations = Violations()
+        self._lock = threading.Lock()
+
+    def add(self, job_ids: Iterable[str]) -> None:
+        with self._lock:
+            self.job_ids.extend(job_ids)
+
+    def _read(self) -> list[tuple[str, str | None, int, bool]]:
+        """(id, state, attempt, indexed) for every job, read atomically (MULTI/EXEC)."""
+        with self._lock:
+            ids = list(self.job_ids)
+        pipe = self.client.pipeline(transaction=True)
+        for job_id in ids:
+            pipe.hmget(self.keys.job(job_id), "state", "attempt")
+            pipe.zscore(self.keys.due, job_id)
+            pipe.zscore(self.keys.leases, job_id)
+            pipe.zscore(self.keys.parked, job_id)
+        replies = pipe.execute()
+        rows = []
+        for i, job_id in enumerate(ids):
+            (state, attempt), due, lease, parked = replies[4 * i : 4 * i + 4]
+            indexed = due is not None or lease is not None or parked is not None
+            rows.append((job_id, state, int(attempt or 0), indexed))
+        return rows
+
+    def sample(self) -> int:
+        """Read every job once; record attempts that went backwards and stranded jobs."""
+        rows = self._read()
+        self.samples += 1
+        for job_id, state, attempt, indexed in rows:
+            before = self.highest.get(job_id, 0)
+            if attempt < before:
+                self.violations.backwards.append(
+                    f"{job_id}: attempt {attempt} after {before} was seen (sample {self.samples})"
+                )
+            self.highest[job_id] = max(before, attempt)
+            if state is not None and state not in TERMINAL and not indexed:
+                self.violations.stranded.append(
+                    f"{job_id}: state {state} at attempt {attempt} with no due entry, "
+                    f"lease or parked entry (sample {self.samples})"
+                )
+        return len(rows)
+
+    def check_bodies(self) -> int:
+        """Record every (job, attempt) whose body ran more than once; return attempts seen."""
+        checked = 0
+        for job_id in list(self.job_ids):
+            runs = body_runs(self.client, job_id)
+            checked += len(runs)
+            for attempt, times in sorted(runs.items()):
+                if times > 1:
+                    self.violations.duplicates.append(
+                        f"{job_id}: attempt {attempt} body ran {times} times"
+                    )
+        return checked
+
+    def states(self) -> dict[str, str | None]:
+        return {job_id: state for job_id, state, _, _ in self._read()}
+
+    def assert_held(self) -> None:
+        problems = self.violations.all()
+        assert not problems, f"{len(problems)} invariant violations:\n" + "\n".join(problems[:30])
+
+
+class Sampler:
+    """Calls :meth:`InvariantChecker.sample` every ``interval`` seconds on a thread.
+
+    Redis may be down for part of a test: a failed sample is counted, not fatal.
+    """
+
+    def __init__(self, checker: InvariantChecker, interval: float = 0.25) -> None:
+        self.checker = checker
+        self.interval = interval
+        self.failed_samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="invariant-sampler", daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.checker.sample()
+            except redis.RedisError:
+                self.failed_samples += 1
+            self._stop.wait(self.interval)
