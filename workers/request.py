@@ -19,6 +19,7 @@ from celery.worker.request import Request
 from policies import Event
 from workers.publish import ATTEMPT_HEADER
 from workers.runtime import runtime
+from workers.task import attempt_from_header
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ class DurableRequest(Request):
         )
 
     def _expire_lease(self, event: Event) -> None:
-        attempt = int(self._request_dict.get(ATTEMPT_HEADER) or 1)
+        attempt = attempt_from_header(self._request_dict.get(ATTEMPT_HEADER))
+        if attempt is None:
+            return  # a garbage header: claim refused it, nothing holds a lease
         try:
             expired = runtime().store.interrupt(self.id, attempt, self.hostname, event.value)
         except redis.RedisError as exc:

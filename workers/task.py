@@ -47,11 +47,19 @@ _rng = random.Random()
 _running = threading.local()
 
 
-def error_text(exc: BaseException, limit: int = MAX_ERROR_CHARS) -> str:
-    """``Type: message``, made safe to store: valid UTF-8 and at most ``limit`` chars."""
-    message = str(exc).encode("utf-8", "replace").decode("utf-8")
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+def _truncated(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 14] + "...(truncated)"
+
+
+def safe_message(exc: BaseException) -> str:
+    """The exception's message, made safe to store: valid UTF-8, bounded."""
+    return _truncated(str(exc).encode("utf-8", "replace").decode("utf-8"))
+
+
+def error_text(failure: Failure) -> str:
+    """``Type: message`` (at most MAX_ERROR_CHARS), as ``last_error`` and Flower show it."""
+    kind = failure.short_type()
+    return _truncated(f"{kind}: {failure.message}" if failure.message else kind)
 
 
 def attempt_from_header(value: Any) -> int | None:
@@ -81,7 +89,7 @@ def failure_from_exception(exc: BaseException) -> Failure:
         event=event,
         error_type=_dotted(type(exc)),
         error_mro=tuple(_dotted(c) for c in type(exc).__mro__ if c is not object),
-        message=error_text(exc),
+        message=safe_message(exc),
         retry_after=retry_after,
     )
 
@@ -286,7 +294,7 @@ class DurableTask(Task):
         decision: Decision
         if isinstance(exc, Permanent):
             decision = GiveUp(
-                reason=f"attempt {current.number} failed with {failure.message}; "
+                reason=f"attempt {current.number} failed with {error_text(failure)}; "
                 "gave up: the job raised Permanent",
                 limit="permanent",
             )
@@ -343,7 +351,7 @@ def record_decision(
     outcome = rt.call_redis(
         lambda: rt.store.fail(
             job_id, attempt, owner,
-            event=failure.event.value, error=failure.message, reason=decision.reason,
+            event=failure.event.value, error=error_text(failure), reason=decision.reason,
             give_up=give_up, delay_ms=int(delay * 1000),
             sweeper_grace_ms=rt.lease_ms if rides_countdown else 0,
             max_retrying=policy.max_retrying, retention_ms=int(settings.retention * 1000),
@@ -361,7 +369,7 @@ def record_decision(
     due = outcome.due_ms / 1000 if outcome.kind == "retry" else None
     note = RetryScheduled(
         retry_note(
-            attempt=attempt, error=failure.message, first_failure_at=first_failure_at,
+            attempt=attempt, error=error_text(failure), first_failure_at=first_failure_at,
             now=now, next_attempt_at=due, policy=policy.name,
         )
     )  # fmt: skip
