@@ -21,7 +21,7 @@ from workers.records import JobState
 
 LUA_SCRIPTS = (
     "claim", "succeed", "fail", "checkpoint", "renew", "interrupt", "take_lease",
-    "take_due", "dispatched", "expired", "kill", "resume", "retry_now", "stuck", "purge",
+    "take_due", "dispatched", "expired", "kill", "resume", "retry_now", "nodes", "stuck", "purge",
 )  # fmt: skip
 
 ENDED_STATES = (JobState.SUCCEEDED, JobState.DEAD, JobState.KILLED)
@@ -55,6 +55,16 @@ class Keys:
     def parked(self) -> str:
         """Jobs parked by ``max_retrying``, scored by when they were parked."""
         return f"{self.prefix}:parked"
+
+    @property
+    def nodes(self) -> str:
+        """Live workers (their sweepers), scored by last heartbeat."""
+        return f"{self.prefix}:nodes"
+
+    @property
+    def last_death(self) -> str:
+        """When a sweeper last found a worker dead (ms, Redis clock)."""
+        return f"{self.prefix}:last_death"
 
     @property
     def stuck(self) -> str:
@@ -260,10 +270,17 @@ class Store:
         reply = self._run("take_due", [self.keys.due], [limit, redispatch_ms])
         return int(reply[0]), [str(i) for i in reply[1:]]
 
-    def dispatched(self, ids: Sequence[str]) -> list[DueJob]:
+    def dispatched(self, ids: Sequence[str], safety_ms: int = 0) -> list[DueJob]:
+        """For each id take_due returned: publish it now (state ``queued``) or not.
+
+        A countdown-held retry is published only after a worker died, or once
+        it is overdue by ``safety_ms`` (0: as soon as take_due returns it).
+        """
+        k = self.keys
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            self._run("dispatched", [self.keys.job(job_id), self.keys.due], [job_id], client=pipe)
+            self._run("dispatched", [k.job(job_id), k.due, k.last_death], [job_id, safety_ms],
+                      client=pipe)  # fmt: skip
         jobs = []
         for job_id, row in zip(ids, pipe.execute(), strict=True):
             state, attempt, task, args, kwargs, queue, policy, first = (list(row) + [None] * 8)[:8]
@@ -275,6 +292,24 @@ class Store:
                 )
             )  # fmt: skip
         return jobs
+
+    def heartbeat(self, node: str, dead_after_ms: int) -> list[str]:
+        """Say ``node`` is alive; returns the nodes silent for ``dead_after_ms`` (now gone)."""
+        reply = self._run("nodes", [self.keys.nodes, self.keys.last_death],
+                          [node, "beat", dead_after_ms])  # fmt: skip
+        return [str(n) for n in reply]
+
+    def leave(self, node: str) -> None:
+        """A clean shutdown: ``node`` is gone, and that is no death."""
+        self._run("nodes", [self.keys.nodes, self.keys.last_death], [node, "leave", 0])
+
+    def release_hold(self, job_id: str) -> None:
+        """The countdown of a retry was not published: let a sweeper publish it when due.
+
+        A plain HDEL: at worst it releases a later hold of the same job, which
+        costs one extra message that claim drops.
+        """
+        self.redis.hdel(self.keys.job(job_id), "held")
 
     def expired_leases(self, limit: int) -> tuple[int, list[str]]:
         reply = self._run("expired", [self.keys.leases], [limit])

@@ -34,6 +34,9 @@ from workers.task import record_decision
 log = logging.getLogger(__name__)
 
 BATCH = 500
+# A countdown retry held by a live worker is published anyway once it is this
+# many leases overdue: a safety net for a message lost without a worker dying.
+SAFETY_LEASES = 10
 # Trimming is cheap (one ZREMRANGEBYSCORE per ended state), but there is no
 # hurry either: a stale index entry only points at an expired record.
 TRIM_EVERY_SECONDS = 10.0
@@ -49,6 +52,7 @@ class SweepReport:
     unparked: int = 0
     trimmed: int = 0
     skipped: list[str] = field(default_factory=list)
+    dead_workers: list[str] = field(default_factory=list)
 
 
 def resolve_policy(app: Any, rt: Runtime, task: str, policy_name: str) -> RetryPolicy | None:
@@ -78,6 +82,10 @@ class Sweeper:
 
     def run_once(self) -> SweepReport:
         report = SweepReport()
+        report.dead_workers = self.rt.store.heartbeat(self.owner, self.rt.lease_ms)
+        for node in report.dead_workers:
+            log.warning("durable-retry: worker %s stopped answering; its countdown retries "
+                        "will be published by the sweepers", node)  # fmt: skip
         report.dispatched = self.dispatch_due()
         report.recovered = self.recover_expired_leases(report)
         report.unparked = self.unpark()
@@ -96,7 +104,7 @@ class Sweeper:
         if not ids:
             return 0
         published = 0
-        for job in store.dispatched(ids):
+        for job in store.dispatched(ids, safety_ms=SAFETY_LEASES * self.rt.lease_ms):
             if job.state != "queued":
                 continue
             policy = resolve_policy(self.app, self.rt, job.task, job.policy)
@@ -178,17 +186,25 @@ class Sweeper:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        try:
+            self.rt.store.leave(self.owner)
+        except redis.RedisError as exc:
+            log.warning("durable-retry: could not sign the sweeper off: %s", exc)
 
     def _loop(self) -> None:
         interval = self.rt.settings.sweep_seconds
+        next_pass = time.monotonic()
         while not self._stop.is_set():
+            # Passes start at a fixed rate: a slow pass does not push the next one back.
+            next_pass += interval
             try:
                 self.run_once()
             except redis.RedisError as exc:
                 log.warning("durable-retry: sweep failed, Redis unreachable: %s", exc)
             except Exception:
                 log.exception("durable-retry: sweep failed")
-            self._stop.wait(interval)
+            self._stop.wait(max(0.0, next_pass - time.monotonic()))
+            next_pass = max(next_pass, time.monotonic() - interval)
 
 
 def interruption_failure(event: Event, attempt: int) -> Failure:

@@ -377,14 +377,21 @@ def record_decision(
     alerts.report_if_stuck(rt, job_id, attempt, task, policy, failure, fields, outcome)
     eta = datetime.fromtimestamp(due, tz=timezone.utc) if due is not None else None
     if outcome.kind == "retry" and rides_countdown:
-        # If this publish is lost (broker down, worker killed now), the due
-        # entry written above makes a sweeper publish it after the grace.
-        publish_attempt(
-            app, job_id=job_id, task=task, args_json=fields.get("args") or "[]",
-            kwargs_json=fields.get("kwargs") or "{}", attempt=attempt + 1,
-            queue=policy.retry_queue or fields.get("queue") or None, eta=eta,
-            policy=policy.name, first_failure_at=first_failure_at,
-        )  # fmt: skip
+        # If the worker dies after this publish, the due entry written above
+        # makes a sweeper publish the retry once the death is noticed.
+        try:
+            publish_attempt(
+                app, job_id=job_id, task=task, args_json=fields.get("args") or "[]",
+                kwargs_json=fields.get("kwargs") or "{}", attempt=attempt + 1,
+                queue=policy.retry_queue or fields.get("queue") or None, eta=eta,
+                policy=policy.name, first_failure_at=first_failure_at,
+            )  # fmt: skip
+        except Exception:
+            # The broker refused it: no countdown holds the retry, so the
+            # sweeper publishes it when due.
+            log.exception("job %s: could not publish attempt %d; the sweeper will", job_id,
+                          attempt + 1)  # fmt: skip
+            rt.store.release_hold(job_id)
     return Recorded(outcome.kind, note, eta)
 
 

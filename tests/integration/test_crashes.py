@@ -110,3 +110,18 @@ def test_delay_longer_than_the_visibility_timeout_runs_exactly_once(redis_client
     done = wait_for(lambda: in_state(job_id, JobState.SUCCEEDED), 60, "attempt 2 to succeed")
     assert done.attempts == 2
     assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1}
+
+
+def test_countdown_retry_behind_a_busy_live_worker_is_not_published_twice(
+    redis_client, start_worker
+):
+    """Overdue only because the worker is busy: no worker died, so no sweeper copy."""
+    worker = start_worker("w1", concurrency=1)
+    job_id = jobs.fail_once_slowly.delay().id
+    wait_for(lambda: in_state(job_id, JobState.RETRYING), 30, "attempt 1 to fail")
+    jobs.sleepy.delay(3 * LEASE)  # the only pool child is busy past due + a lease
+    done = wait_for(lambda: in_state(job_id, JobState.SUCCEEDED), 60, "attempt 2 to run")
+    assert done.attempts == 2
+    assert f"job {job_id} task=tests.jobs.fail_once_slowly attempt=2 published by the sweeper" \
+        not in worker.log_text()
+    assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1}

@@ -210,9 +210,9 @@ def test_kill_while_a_sweeper_dispatches_the_retry(redis_client, start_worker, m
     _fail_attempt(before_mark, rt.store.get(before_mark) or {}, countdown=False)
     store_dispatched = rt.store.dispatched
 
-    def kill_then_mark(ids: Any) -> Any:
+    def kill_then_mark(ids: Any, **options: Any) -> Any:
         control.kill(before_mark, "operator: during take_due", revoke=False)
-        return store_dispatched(ids)
+        return store_dispatched(ids, **options)
 
     monkeypatch.setattr(rt.store, "dispatched", kill_then_mark)
     assert Sweeper(app, rt, owner="operator-test").dispatch_due() == 0

@@ -37,7 +37,7 @@ else
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('HSET', KEYS[1], 'state', 'running', 'attempt', wanted, 'updated_at', now,
     'owner', ARGV[5])
-  redis.call('HDEL', KEYS[1], 'next_attempt_at', 'interrupt')
+  redis.call('HDEL', KEYS[1], 'next_attempt_at', 'interrupt', 'held')
 end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[1])
 local out = redis.call('HGETALL', KEYS[1])

@@ -10,7 +10,10 @@
 -- ARGV[1] job id          ARGV[2] attempt        ARGV[3] owner
 -- ARGV[4] event           ARGV[5] error text     ARGV[6] decision reason
 -- ARGV[7] "retry" | "dead"
--- ARGV[8] delay ms        ARGV[9] sweeper grace ms (due-set score = due + grace)
+-- ARGV[8] delay ms        ARGV[9] sweeper grace ms (due-set score = due + grace);
+--                         > 0 means a broker countdown holds the retry: the
+--                         job is marked "held" (since now) and a sweeper
+--                         publishes it only if a worker died since then
 -- ARGV[10] max_retrying (-1 = no cap)            ARGV[11] retention ms
 --
 -- Returns {"retry", now_ms, due_ms} | {"parked", now_ms} | {"dead", now_ms}
@@ -49,6 +52,11 @@ if cap >= 0 and waiting >= cap then
 end
 local due = now + tonumber(ARGV[8])
 redis.call('HSET', KEYS[1], 'state', 'retrying', 'next_attempt_at', due)
+if tonumber(ARGV[9]) > 0 then
+  redis.call('HSET', KEYS[1], 'held', now)
+else
+  redis.call('HDEL', KEYS[1], 'held')
+end
 redis.call('HINCRBY', KEYS[4], job[4], 1)
 redis.call('ZADD', KEYS[3], due + tonumber(ARGV[9]), ARGV[1])
 return {'retry', now, due}

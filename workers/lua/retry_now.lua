@@ -16,5 +16,7 @@ if state ~= 'retrying' and state ~= 'queued' then
   return {'refused', state}
 end
 redis.call('HSET', KEYS[1], 'next_attempt_at', now, 'updated_at', now)
+-- Published by the next sweep even if a countdown message still holds it.
+redis.call('HDEL', KEYS[1], 'held')
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 return {'ok'}
