@@ -9,6 +9,7 @@
 -- KEYS[8] stuck zset (a job that dies leaves it)
 -- ARGV[1] job id          ARGV[2] attempt        ARGV[3] owner
 -- ARGV[4] event           ARGV[5] error text     ARGV[6] decision reason
+--                         (kept for dead and parked jobs only)
 -- ARGV[7] "retry" | "dead"
 -- ARGV[8] delay ms        ARGV[9] sweeper grace ms (due-set score = due + grace);
 --                         > 0 means a broker countdown holds the retry: the
@@ -31,12 +32,12 @@ redis.call('HSETNX', KEYS[1], 'since:' .. event, now)
 redis.call('HINCRBY', KEYS[1], 'failures:' .. event, 1)
 redis.call('HINCRBY', KEYS[7], 'failures:' .. event, 1)
 redis.call('HSET', KEYS[1], 'last_failure_at', now, 'last_event', event,
-  'last_error', ARGV[5], 'reason', ARGV[6], 'updated_at', now)
+  'last_error', ARGV[5], 'updated_at', now)
 redis.call('HDEL', KEYS[1], 'owner', 'interrupt')
 
 if ARGV[7] == 'dead' then
   local expires = now + tonumber(ARGV[11])
-  redis.call('HSET', KEYS[1], 'state', 'dead')
+  redis.call('HSET', KEYS[1], 'state', 'dead', 'reason', ARGV[6])
   redis.call('PEXPIREAT', KEYS[1], expires)
   redis.call('ZADD', KEYS[6], expires, ARGV[1])
   redis.call('ZREM', KEYS[8], ARGV[1])
@@ -46,10 +47,14 @@ end
 local cap = tonumber(ARGV[10])
 local waiting = tonumber(redis.call('HGET', KEYS[4], job[4]) or '0')
 if cap >= 0 and waiting >= cap then
-  redis.call('HSET', KEYS[1], 'state', 'parked')
+  redis.call('HSET', KEYS[1], 'state', 'parked', 'reason', ARGV[6])
   redis.call('ZADD', KEYS[5], now, ARGV[1])
   return {'parked', now}
 end
+-- A waiting job keeps no reason: the sentence repeats its fields (error,
+-- next attempt) and would double its memory (Redis keeps a hash compact only
+-- while every value is short). The worker's log line and Flower carry it.
+redis.call('HDEL', KEYS[1], 'reason')
 local due = now + tonumber(ARGV[8])
 redis.call('HSET', KEYS[1], 'state', 'retrying', 'next_attempt_at', due)
 if tonumber(ARGV[9]) > 0 then
