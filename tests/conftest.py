@@ -42,8 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if hasattr(config, "workerinput"):
-        return
+    # Under pytest-xdist every worker process gets its own Redis.
     base = Path(tempfile.mkdtemp(prefix="durable-tests-"))
     server = RedisServer(base / "redis")
     server.start()

@@ -93,7 +93,10 @@ class Sweeper:
         self.rt.store.add_stats(
             {"recoveries:due": report.dispatched, "recoveries:lease": report.recovered}
         )
-        if time.monotonic() - self._last_trim >= TRIM_EVERY_SECONDS:
+        settings = self.rt.settings
+        trim_every = min(TRIM_EVERY_SECONDS, settings.retention / 2,
+                         settings.succeeded_retention / 2)  # fmt: skip
+        if time.monotonic() - self._last_trim >= trim_every:
             self._last_trim = time.monotonic()
             report.trimmed = self.rt.store.trim_ended()
         return report

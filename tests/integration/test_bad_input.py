@@ -160,6 +160,7 @@ def _retryctl(*args: str, url: str) -> subprocess.CompletedProcess[str]:
         ("not a url", 2, "expected a Redis URL"),
         (f"redis://:hunter2@127.0.0.1:{free_port()}/0", 3, "cannot reach Redis"),
     ],
+    ids=["wrong-scheme", "not-a-url", "down"],
 )
 def test_a_wrong_or_down_redis_url_gets_a_clear_error_without_the_password(url, code, says):
     result = _retryctl("list", url=url)

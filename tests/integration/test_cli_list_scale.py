@@ -27,7 +27,10 @@ from workers.store import Store
 
 pytestmark = pytest.mark.integration
 
-JOBS = 100_000
+# The figure is at 100,000 jobs (--slow, reported in docs/OPERATIONS.md);
+# the default run proves the same behaviour at a size that costs 2 s.
+JOBS_SLOW = 100_000
+JOBS = 20_000
 BATCH = 5_000
 
 
@@ -54,10 +57,13 @@ def write_retrying_jobs(store: Store, count: int, policy: str = "fast-forever") 
         pipe.execute()
 
 
-def test_list_over_100k_retrying_jobs_reads_only_the_first_page(redis_client: redis.Redis):
+def test_list_of_a_large_retrying_index_reads_only_the_first_page(
+    redis_client: redis.Redis, request: pytest.FixtureRequest
+):
+    jobs_count = JOBS_SLOW if request.config.getoption("--slow") else JOBS
     store = runtime().store
     started = time.perf_counter()
-    write_retrying_jobs(store, JOBS)
+    write_retrying_jobs(store, jobs_count)
     setup = time.perf_counter() - started
     # One job of a rare policy, at the far end of the due index.
     write_rare = store.redis.pipeline()
@@ -67,7 +73,7 @@ def test_list_over_100k_retrying_jobs_reads_only_the_first_page(redis_client: re
     })  # fmt: skip
     write_rare.zadd(store.keys.due, {"rare-1": store.now_ms() + 10**9})
     write_rare.execute()
-    assert store.index_size(store.index_key(JobState.RETRYING)) == JOBS + 1
+    assert store.index_size(store.index_key(JobState.RETRYING)) == jobs_count + 1
 
     runner = CliRunner()
     started = time.perf_counter()
@@ -94,7 +100,7 @@ def test_list_over_100k_retrying_jobs_reads_only_the_first_page(redis_client: re
     assert [job["id"] for job in json.loads(filtered.stdout)] == ["rare-1"]
 
     print(
-        f"\n{JOBS} retrying jobs written in {setup:.2f}s; retryctl list: {in_process:.3f}s "
+        f"\n{jobs_count} retrying jobs written in {setup:.2f}s; retryctl list: {in_process:.3f}s "
         f"in process, {console_script:.3f}s as a console script (Python start included); "
         f"list --policy matching one job at the end of the index: {full_read:.2f}s"
     )
