@@ -116,8 +116,9 @@ def settings_lines(sizes: Sizes) -> list[str]:
         "--without-gossip --without-mingle --without-heartbeat -l INFO` "
         "(tests/support/worker_process.py), one at a time; the jobs are in bench/jobs.py "
         "and bench/plain_jobs.py.",
-        "- durable-retry: the defaults of workers/settings.py (lease 30 s, sweep 1 s, max "
-        "countdown 300 s, visibility timeout 3600 s) unless a scenario says otherwise.",
+        "- durable-retry: the defaults of workers/settings.py (sweep 1 s, max countdown "
+        "300 s, visibility timeout 3600 s) except a lease of 5 s (bench/harness.py "
+        "DURABLE_SETTINGS), unless a scenario says otherwise.",
     ]
 
 

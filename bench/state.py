@@ -111,7 +111,8 @@ def memory(bench: Bench, n: int) -> tuple[Section, dict[str, float]]:
     section = Section(
         "4. Memory per retrying job", load_before=load(),
         settings=f"{n:,} jobs made retrying by the real claim and fail scripts (a realistic "
-        "record: task, policy, args, first failure, error text, decision reason, due time); "
+        "record: task, policy, args, first failure, error text, due time; a waiting job keeps "
+        "no decision reason); "
         "INFO memory used_memory before and after, divided by the number of jobs. Then "
         "every job's retry attempt is claimed and succeeds, to time each script.",
     )  # fmt: skip
@@ -170,20 +171,12 @@ def _bytes_per_job(bench: Bench, n: int, texts: tuple[str, str] | None,
 
 
 def memory_variants(bench: Bench, n: int) -> list[str]:
-    """What-if measurements for the memory plan (same scripts, other texts or Redis config)."""
-    failure, _ = typical_failure()
-    short = (failure.message[:64], "retry window off; next attempt in 1s")
-    listpack = {"hash-max-listpack-value": "1024"}
-    variants = [
-        ("as measured above", None, {}),
-        ("error and reason cut to 64 characters or fewer (the hash stays a listpack)",
-         short, {}),
-        ("Redis hash-max-listpack-value 1024 (default 64), texts as above", None, listpack),
-        ("both", short, listpack),
-    ]  # fmt: skip
+    """What-ifs for the 600 B bar: other layouts, long errors (bench/memory_whatif.py)."""
+    from bench import memory_whatif
+
     lines = [f"- what-if, {n:,} jobs each, bytes per retrying job:"]
-    for label, texts, config in variants:
-        lines.append(f"  - {label}: {_bytes_per_job(bench, n, texts, config):.0f} B")
+    for label, options in memory_whatif.VARIANTS:
+        lines.append(f"  - {label}: {memory_whatif.bytes_per_job(bench, n, **options):.0f} B")
     return lines
 
 
