@@ -7,7 +7,6 @@ tests/integration/test_enqueue.py.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from kombu import Connection, Exchange, Producer
 
 from tests import jobs
 from tests.conftest import wait_for
+from tests.support.cli import run_retryctl
 from tests.support.worker_process import ROOT
 from workers import JobState, app, control
 from workers.cli import cli
@@ -144,15 +144,6 @@ def test_hostile_job_ids_are_refused_before_redis_is_touched(redis_client):
     assert redis_client.llen("celery") == 1 and existing
 
 
-def _retryctl(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
-    env["DURABLE_REDIS_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args], cwd=ROOT, env=env, text=True,
-        capture_output=True, timeout=60,
-    )  # fmt: skip
-
-
 @pytest.mark.parametrize(
     ("url", "code", "says"),
     [
@@ -163,7 +154,7 @@ def _retryctl(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     ids=["wrong-scheme", "not-a-url", "down"],
 )
 def test_a_wrong_or_down_redis_url_gets_a_clear_error_without_the_password(url, code, says):
-    result = _retryctl("list", url=url)
+    result = run_retryctl(url, "list")
     assert result.returncode == code, result.stderr
     assert says in result.stderr
     assert "hunter2" not in result.stdout + result.stderr

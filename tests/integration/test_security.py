@@ -7,10 +7,8 @@ arguments) by tests/integration/test_alerts.py.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from click.testing import CliRunner
 
 from tests import jobs
 from tests.conftest import wait_for
-from tests.support.worker_process import ROOT
+from tests.support.cli import run_retryctl
 from workers import JobState, app, control
 from workers.cli import cli
 from workers.embedded_redis import RedisServer, free_port
@@ -59,15 +57,6 @@ def test_metrics_carry_no_job_arguments(redis_client, inprocess_worker):
     control.kill(job_id, "test over")
 
 
-def _retryctl(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
-    env["DURABLE_REDIS_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args], cwd=ROOT, env=env, text=True,
-        capture_output=True, timeout=60,
-    )  # fmt: skip
-
-
 def _run_one_job_through(url: str, start_worker, tmp_path: Path) -> tuple[str, str]:
     """A worker on ``url`` runs a job that fails once; returns (job id, worker log)."""
     worker = start_worker("secure", env={"DURABLE_REDIS_URL": url})
@@ -96,13 +85,13 @@ def test_redis_password_works_and_never_shows(redis_client, start_worker, tmp_pa
             ["show", job_id],
             ["show", "--json", job_id],
         ):
-            result = _retryctl(url, *args)
+            result = run_retryctl(url, *args)
             assert result.returncode == 0, result.stderr
             assert PASSWORD not in result.stdout + result.stderr
-        assert job_id in _retryctl(url, "show", job_id).stdout
+        assert job_id in run_retryctl(url, "show", job_id).stdout
 
-        missing = _retryctl(f"redis://127.0.0.1:{server.port}/0", "show", job_id)
-        wrong = _retryctl(f"redis://:not-{PASSWORD}@127.0.0.1:{server.port}/0", "show", job_id)
+        missing = run_retryctl(f"redis://127.0.0.1:{server.port}/0", "show", job_id)
+        wrong = run_retryctl(f"redis://:not-{PASSWORD}@127.0.0.1:{server.port}/0", "show", job_id)
         for result in (missing, wrong):
             assert result.returncode == 3, result.stderr
             assert "Redis" in result.stderr and "Traceback" not in result.stderr
@@ -156,7 +145,7 @@ def test_rediss_tls_with_password_works_and_never_shows(redis_client, start_work
                f"?ssl_cert_reqs=required&ssl_ca_certs={tls['ca.crt']}")  # fmt: skip
         job_id, log = _run_one_job_through(url, start_worker, tmp_path)
         assert PASSWORD not in log
-        result = _retryctl(url, "show", job_id)
+        result = run_retryctl(url, "show", job_id)
         assert result.returncode == 0, result.stderr
         assert job_id in result.stdout and PASSWORD not in result.stdout + result.stderr
         # The worker's connections really are on the TLS port.
