@@ -15,14 +15,15 @@ crossing it, not at the moment it crosses it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ParamSpec
 
 import redis
 
@@ -38,6 +39,24 @@ WEBHOOK_TIMEOUT_SECONDS = 5.0
 WEBHOOK_PAUSES_SECONDS = (0.5, 2.0, 8.0)
 
 
+P = ParamSpec("P")
+
+
+def _never_raises(check: Callable[P, bool]) -> Callable[P, bool]:
+    """An alert must never break the job: log any error and answer False."""
+
+    @functools.wraps(check)
+    def safe(*args: P.args, **kwargs: P.kwargs) -> bool:
+        try:
+            return check(*args, **kwargs)
+        except Exception:
+            log.exception("durable-retry: stuck check failed; the job goes on")
+            return False
+
+    return safe
+
+
+@_never_raises
 def report_if_stuck(
     rt: Runtime,
     job_id: str,
@@ -53,25 +72,8 @@ def report_if_stuck(
     ``fields`` is the job hash as the failed attempt saw it (before the
     failure); ``outcome`` is what the store recorded. Costs a round trip only
     when the job has crossed ``alert_after`` and was not reported yet in this
-    streak. Returns True if this call reported the job.
+    streak. Returns True if this call reported the job; never raises.
     """
-    try:
-        return _report(rt, job_id, attempt, task, policy, failure, fields, outcome)
-    except Exception:  # an alert must never break the job
-        log.exception("durable-retry: stuck check of job %s failed", job_id)
-        return False
-
-
-def _report(
-    rt: Runtime,
-    job_id: str,
-    attempt: int,
-    task: str,
-    policy: RetryPolicy,
-    failure: Failure,
-    fields: Mapping[str, str],
-    outcome: FailOutcome,
-) -> bool:
     if policy.alert_after is None or outcome.kind not in ("retry", "parked"):
         return False
     if "stuck_alerted" in fields:

@@ -260,7 +260,8 @@ def explain(
         lines.append(f"it will never run again: killed ({record.killed_reason or 'no reason'}).")
     elif state is JobState.SUCCEEDED:
         lines.append(f"it will not run again: it succeeded at attempt {attempt}.")
-    if record.reason and state in (JobState.RETRYING, JobState.QUEUED, JobState.PARKED):
+    # Waiting jobs keep no reason (memory); a parked one keeps the decision that parked it.
+    if record.reason and state is JobState.PARKED:
         lines.append(f"last decision: {record.reason}")
     if policy is not None and not state.is_terminal and record.first_failure_at is not None:
         first = record.first_failure_at
