@@ -25,8 +25,8 @@ from celery import Celery
 
 from bench.plain_jobs import PLAIN_CONFIG
 from tests.support.worker_process import ROOT, WorkerProcess
-from workers.embedded_redis import RedisServer
-from workers.store import Store
+from workers.core.store import Store
+from workers.ops.embedded_redis import RedisServer
 
 QUEUE = "celery"
 SIDES = ("durable", "plain")
@@ -39,8 +39,8 @@ DURABLE_SETTINGS = {"DURABLE_LEASE_SECONDS": "5", "DURABLE_SWEEP_SECONDS": "1"}
 
 def check_same_config() -> None:
     """Refuse to run if the plain app is not configured as the durable app is."""
-    from workers.celery_app import celery_config
-    from workers.settings import Settings
+    from workers.core.settings import Settings
+    from workers.integration.extension import celery_config
 
     durable = celery_config(Settings())
     for key, value in durable.items():

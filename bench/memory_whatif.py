@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.harness import Bench, median
 from bench.state import LEASE_MS, RecordingStore, job_ids, make_retrying, typical_failure
-from workers.store import Store
+from workers.core.store import Store
 
 # Short names for every field a retrying job stores (two characters each).
 SHORT = {

@@ -1,6 +1,6 @@
 """The plain Celery side (``celery -A bench.plain_jobs worker``).
 
-Configured as the durable app is (``workers.celery_app.celery_config``): JSON
+Configured as the durable app is (``workers.integration.extension.celery_config``): JSON
 only, acks_late, reject_on_worker_lost, the same prefetch, events on with
 task-sent events, the same visibility timeout, no result backend. The bench
 checks the two configurations agree before it runs (``bench.harness``).

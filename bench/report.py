@@ -111,7 +111,7 @@ def machine() -> list[str]:
         memory = f"{mem_kb / 1024 / 1024:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         memory = "RAM unknown"
-    from workers.embedded_redis import find_redis_server
+    from workers.ops.embedded_redis import find_redis_server
 
     try:
         server = subprocess.run(

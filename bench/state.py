@@ -18,9 +18,10 @@ from typing import Any
 from bench.harness import Bench, CommandStats, load, median
 from bench.report import Row, Section
 from policies import Failure, decide, parse_policy
-from workers.records import history_from_fields
-from workers.store import Store
-from workers.task import failure_from_exception
+from workers.core.failures import failure_from_exception
+from workers.core.records import history_from_fields
+from workers.core.store import Store
+from workers.ops.control import Control
 
 FAKE_REPLIES: dict[str, list[Any]] = {
     "claim": ["ok", 0], "succeed": ["ok", 0], "fail": ["retry", 0, 0],
@@ -247,7 +248,7 @@ def scale(bench: Bench, sizes: list[int], claim: int, cli_runs: int = 3) -> Sect
         "retrying jobs (made by the scripts), the rest filler entries due after them. Claim "
         "rate: the sweeper's own calls (take_due of 500, then dispatched for each) until "
         f"{claim:,} jobs are claimed, without publishing. `retryctl list`: "
-        "workers.control.list_jobs (what the command runs, median of 5) and the whole "
+        "workers.ops.control.Control.list_jobs (what the command runs, median of 5) and the whole "
         f"command in a new process (median of {cli_runs}).",
     )  # fmt: skip
     rates: list[float] = []
@@ -255,16 +256,15 @@ def scale(bench: Bench, sizes: list[int], claim: int, cli_runs: int = 3) -> Sect
         fill_due(bench, size, real=claim + 500)
         store = Store(bench.client)
         in_process = []
-        from workers import control
-
+        control = Control(store, retention=0)
         for _ in range(5):
             started = time.perf_counter()
-            records = control.list_jobs(limit=50, store=store)
+            records = control.list_jobs(limit=50)
             in_process.append((time.perf_counter() - started) * 1000)
         if len(records) != 50:
             raise RuntimeError(f"list_jobs returned {len(records)} jobs")
         env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
-        command = [sys.executable, "-m", "workers.cli", "--redis-url", bench.url, "list"]
+        command = [sys.executable, "-m", "workers.ops.cli", "--redis-url", bench.url, "list"]
         wall = []
         for _ in range(cli_runs):
             started = time.perf_counter()

@@ -11,7 +11,7 @@ import time
 from bench.harness import Bench, load, percentile
 from bench.records import LATENESS_KEY, start_key
 from bench.report import Row, Section
-from workers.store import Store
+from workers.core.store import Store
 
 
 def _lateness(bench: Bench, side: str, n: int, rate: float,

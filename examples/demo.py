@@ -110,7 +110,7 @@ class Demo:
         if url:
             say("Using the Redis at DURABLE_REDIS_URL (keys under 'durable:').")
             return url
-        from workers.embedded_redis import RedisServer
+        from workers.ops.embedded_redis import RedisServer
 
         self.redis = RedisServer(self.workdir / "redis")
         self.redis.start()
@@ -130,7 +130,7 @@ class Demo:
         return worker
 
     def start_flower(self) -> str:
-        from workers.embedded_redis import free_port
+        from workers.ops.embedded_redis import free_port
 
         port = free_port()
         args = [
@@ -239,9 +239,10 @@ class Demo:
 
 
 def _record(job_id: str) -> Any:
-    from workers import control
+    from workers import app, durable_of
+    from workers.ops.control import Control
 
-    return control.status(job_id)
+    return Control.of_runtime(durable_of(app).runtime).status(job_id)
 
 
 def _attempts(job_id: str) -> int:
@@ -265,7 +266,7 @@ def _summary(jobs: dict[str, str]) -> str:
 
 def _retryctl(*args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "workers.ops.cli", *args], cwd=ROOT, capture_output=True, text=True,
         timeout=60, env={**os.environ, "COLUMNS": "160"},
     )  # fmt: skip
     return (result.stdout + result.stderr).rstrip()

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support.redis_guard import assert_empty
 from tests.support.worker_process import ROOT, WorkerProcess
-from workers.embedded_redis import RedisServer, assert_empty
+from workers.ops.embedded_redis import RedisServer
 
 TESTS = Path(__file__).resolve().parent
 
@@ -83,9 +84,6 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
         redis_server.start()  # an earlier test killed it
     client = redis_server.client()
     client.flushall()
-    from workers.runtime import reset_runtime
-
-    reset_runtime()
     yield client
     client.close()
 
@@ -123,23 +121,17 @@ def start_worker(
 
 @pytest.fixture
 def inprocess_worker(redis_client: redis.Redis) -> Iterator[Any]:
-    """A solo-pool worker in a thread of the test process, with its sweeper."""
+    """A solo-pool worker in a thread of the test process; its durable step runs the
+    sweeper and installs the revoke hook, as in a ``celery worker`` process."""
     from celery.contrib.testing.worker import start_worker as celery_start_worker
 
     import tests.jobs  # noqa: F401  (registers the jobs)
     from workers import app
-    from workers.revoke import install_revoke_hook
-    from workers.runtime import runtime
-    from workers.sweeper import Sweeper
 
-    install_revoke_hook()
-    sweeper = Sweeper(app, runtime(), owner="inprocess")
     with celery_start_worker(
         app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=10
     ) as worker:
-        sweeper.start()
         yield worker
-        sweeper.stop()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:

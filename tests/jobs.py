@@ -138,6 +138,21 @@ def checkpointer(self: Any, steps: int) -> int:
     return done
 
 
+@durable_task(policy="error-window", bind=True)
+def progress_then_fail(self: Any, progress_at: int, work_seconds: float) -> str:
+    """Fails at once until attempt ``progress_at``, which saves progress, works for
+    ``work_seconds`` (past the error window of the streak before) and fails again;
+    the attempt after it succeeds."""
+    attempt = _ran(self)
+    if attempt < progress_at:
+        raise ConnectionError(f"attempt {attempt} fails before any progress")
+    if attempt == progress_at:
+        self.checkpoint({"progress_at": attempt})
+        time.sleep(work_seconds)
+        raise ConnectionError("failed again after making progress")
+    return "ok"
+
+
 @durable_task(policy="capped", bind=True)
 def capped_fails(self: Any, failures: int) -> str:
     if _ran(self) <= failures:

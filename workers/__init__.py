@@ -5,16 +5,23 @@
     @durable_task(policy="forever", bind=True)
     def sync_account(self, account_id: int) -> None: ...
 
-``celery -A workers worker`` runs a worker for the jobs of this package; a
-module of your own that imports ``app`` and declares jobs runs with
-``celery -A yourmodule worker``.
+``celery -A workers worker`` runs a worker for the jobs of this package's
+ready-made app; a module of your own that imports ``app`` and declares jobs
+runs with ``celery -A yourmodule worker``. A project with its own Celery app
+passes ``app=`` to ``durable_task`` (or uses ``base=DurableTask``): the layer
+installs itself on that app.
+
+The package has three parts (docs/DESIGN.md, "Layout"): ``workers.core``
+(the durable state machine; no Celery), ``workers.integration`` (Celery and
+kombu) and ``workers.ops`` (retryctl, control, metrics).
 """
 
-from workers.celery_app import app
-from workers.durable import TaskOptionError, durable_task
-from workers.errors import CheckpointTooLarge, NoCapacity, Permanent
-from workers.records import JobRecord, JobState
-from workers.task import DurableTask
+from workers.core.errors import CheckpointTooLarge, NoCapacity, Permanent
+from workers.core.records import JobRecord, JobState
+from workers.integration.decorator import TaskOptionError, durable_task
+from workers.integration.default_app import app
+from workers.integration.extension import durable_of, install
+from workers.integration.task import DurableTask
 
 __all__ = [
     "CheckpointTooLarge",
@@ -25,5 +32,7 @@ __all__ = [
     "Permanent",
     "TaskOptionError",
     "app",
+    "durable_of",
     "durable_task",
+    "install",
 ]

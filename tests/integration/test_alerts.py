@@ -14,9 +14,9 @@ import redis
 from tests import jobs
 from tests.conftest import wait_for
 from tests.integration.test_cli_jobs import OWNER, RETENTION_MS, make_job, run, run_json
+from tests.support.ops import runtime
 from workers import JobState
-from workers.runtime import runtime
-from workers.store import Claimed, Store
+from workers.core.store import Claimed, Store
 
 pytestmark = pytest.mark.integration
 

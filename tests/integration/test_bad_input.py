@@ -20,12 +20,14 @@ from kombu import Connection, Exchange, Producer
 from tests import jobs
 from tests.conftest import wait_for
 from tests.support.cli import run_retryctl
+from tests.support.ops import control, runtime
 from tests.support.worker_process import ROOT
-from workers import JobState, app, control
-from workers.cli import cli
-from workers.embedded_redis import free_port
-from workers.runtime import runtime
-from workers.task import MAX_ERROR_CHARS, attempt_from_header
+from workers import JobState, app
+from workers.core.failures import MAX_ERROR_CHARS
+from workers.integration.publish import attempt_from_header
+from workers.ops.cli import cli
+from workers.ops.control import InvalidJobId
+from workers.ops.embedded_redis import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +135,7 @@ def test_hostile_job_ids_are_refused_before_redis_is_touched(redis_client):
     before = sorted(redis_client.keys("*"))
     runner = CliRunner()
     for job_id in HOSTILE_IDS:
-        with pytest.raises(control.InvalidJobId):
+        with pytest.raises(InvalidJobId):
             control.kill(job_id)
         for command in (["show", job_id], ["kill", "--yes", job_id], ["resume", job_id],
                         ["retry-now", job_id]):  # fmt: skip

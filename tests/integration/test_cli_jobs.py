@@ -22,12 +22,12 @@ from click.testing import CliRunner, Result
 
 from tests import jobs
 from tests.conftest import wait_for
+from tests.support.ops import control, runtime
 from tests.support.worker_process import ROOT
-from workers import JobState, control
-from workers.cli import cli
-from workers.cli.common import ExitCode
-from workers.runtime import runtime
-from workers.store import Claimed, Store
+from workers import JobState
+from workers.core.store import Claimed, Store
+from workers.ops.cli import cli
+from workers.ops.cli.common import ExitCode
 
 pytestmark = pytest.mark.integration
 
@@ -215,7 +215,7 @@ def test_kill_by_id_records_the_kill_and_is_idempotent(store):
 
     assert result.exit_code == ExitCode.OK, result.output
     assert f"killed {job_id} (was retrying)" in result.stdout
-    record = control.status(job_id, store=store)
+    record = control.status(job_id)
     assert record is not None and record.state is JobState.KILLED
     assert record.killed_reason == "bad data"
     assert store.index_size(store.keys.due) == 0
@@ -421,7 +421,7 @@ def test_kill_stops_a_job_a_real_worker_keeps_retrying(store, redis_client, star
 
     assert result.exit_code == ExitCode.OK, result.output
     runs = sum(jobs.body_runs(redis_client, job_id).values())
-    record = control.status(job_id, store=store)
+    record = control.status(job_id)
     assert record is not None and record.state is JobState.KILLED
     # Well past several retry delays (0.1-0.2 s), no attempt ran again.
     time.sleep(1.5)

@@ -19,11 +19,11 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from tests.support.ops import runtime
 from tests.support.worker_process import ROOT
-from workers.cli import cli
-from workers.records import JobState
-from workers.runtime import runtime
-from workers.store import Store
+from workers.core.records import JobState
+from workers.core.store import Store
+from workers.ops.cli import cli
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from tests.conftest import wait_for
+from tests.support.ops import control
 from tests.support.worker_process import ROOT
-from workers import JobState, control
-from workers.settings import Settings, load_settings
+from workers import JobState
+from workers.core.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
 

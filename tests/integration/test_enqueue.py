@@ -12,8 +12,9 @@ from kombu import Connection, Queue
 
 from tests import jobs
 from tests.conftest import wait_for
-from workers import JobState, TaskOptionError, control, durable_task
-from workers.errors import NotJSONSerializable
+from tests.support.ops import control
+from workers import JobState, TaskOptionError, durable_task
+from workers.core.errors import NotJSONSerializable
 
 pytestmark = pytest.mark.integration
 

@@ -23,13 +23,17 @@ from policies import Retry
 from tests import jobs
 from tests.conftest import TEST_SETTINGS, wait_for
 from tests.support.invariants import InvariantChecker, Sampler
+from tests.support.ops import control, control_of, runtime
 from tests.support.worker_process import ROOT, WorkerProcess
-from workers import JobState, app, control
-from workers.embedded_redis import RedisServer
-from workers.runtime import runtime
-from workers.store import Claimed, Store
-from workers.sweeper import Sweeper
-from workers.task import failure_from_exception, record_decision
+from workers import JobState, app, durable_of
+from workers.core.attempt import Attempt
+from workers.core.clock import RedisClock
+from workers.core.failures import failure_from_exception
+from workers.core.publisher import NextAttempt, Publisher
+from workers.core.recorder import record_failure
+from workers.core.store import Claimed, Store
+from workers.core.sweeper import Sweeper
+from workers.ops.embedded_redis import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +66,7 @@ class OwnRedis:
 
     def state(self, job_id: str) -> JobState | None:
         try:
-            record = control.status(job_id, store=self.store)
+            record = control_of(self.store).status(job_id)
         except redis.RedisError:
             return None
         return record.state if record else None
@@ -92,14 +96,14 @@ def test_redis_restart_with_aof_keeps_state_and_schedule(own_redis, start_worker
         lambda: all(own_redis.state(i) is JobState.RETRYING for i in waiting_long + countdowns),
         30, "the long and countdown retries to be scheduled",
     )  # fmt: skip
-    before = {i: control.status(i, store=own_redis.store) for i in waiting_long + countdowns}
+    before = {i: control_of(own_redis.store).status(i) for i in waiting_long + countdowns}
 
     with Sampler(checker):
         own_redis.server.kill()  # SIGKILL: appendfsync always keeps every acknowledged write
         time.sleep(2)
         own_redis.server.start()
         for job_id, record in before.items():
-            after = control.status(job_id, store=own_redis.store)
+            after = control_of(own_redis.store).status(job_id)
             assert after is not None and record is not None
             assert after.attempts >= record.attempts
             assert after.first_failure_at == record.first_failure_at
@@ -131,7 +135,7 @@ def test_redis_unreachable_while_attempts_end_loses_nothing(own_redis, start_wor
     checker.check_bodies()
     checker.assert_held()
     for job_id in ids:
-        record = control.status(job_id, store=own_redis.store)
+        record = control_of(own_redis.store).status(job_id)
         assert record is not None and record.attempts >= 1
     _assert_survived(workers)
 
@@ -157,15 +161,36 @@ def _running_job(task: str, args: str) -> tuple[str, dict[str, str]]:
     return job_id, claimed.fields
 
 
-def _fail_attempt(job_id: str, fields: dict[str, str], *, countdown: bool) -> None:
+def _fail_attempt(
+    job_id: str, fields: dict[str, str], *, countdown: bool, publisher: Publisher | None = None
+) -> None:
     rt = runtime()
-    policy = rt.catalog.get("fast")
-    record_decision(
-        rt, app, job_id, 1, "operator-test:1", task=fields["task"], policy=policy,
-        failure=failure_from_exception(ConnectionError("refused")),
-        decision=Retry(delay=0.0, reason="test"), fields=fields,
-        now=rt.store.now_ms() / 1000, countdown_allowed=countdown,
+    attempt = Attempt(
+        job_id=job_id, number=1, owner="operator-test:1", task=fields["task"],
+        policy=rt.catalog.get("fast"), fields=fields, clock=RedisClock(rt.store.now_ms()),
     )  # fmt: skip
+    record_failure(
+        rt, publisher or durable_of(app).publisher, attempt,
+        failure_from_exception(ConnectionError("refused")), Retry(delay=0.0, reason="test"),
+        countdown_allowed=countdown,
+    )  # fmt: skip
+
+
+class _KillThenPublish:
+    """The app's own publisher, with an operator's kill just before the publish."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        self.job_id, self.reason = job_id, reason
+
+    def publish(self, message: NextAttempt) -> None:
+        control.kill(self.job_id, self.reason, revoke=False)
+        durable_of(app).publisher.publish(message)
+
+
+def _sweeper(publisher: Publisher | None = None) -> Sweeper:
+    extension = durable_of(app)
+    return Sweeper(extension.runtime, publisher or extension.publisher, extension.policy_for,
+                   owner="operator-test")  # fmt: skip
 
 
 def test_kill_while_the_body_runs_stops_it_for_good(redis_client, start_worker):
@@ -180,19 +205,11 @@ def test_kill_while_the_body_runs_stops_it_for_good(redis_client, start_worker):
     assert worker.process is not None and worker.process.poll() is None
 
 
-def test_kill_between_recording_a_retry_and_publishing_it(redis_client, start_worker, monkeypatch):
+def test_kill_between_recording_a_retry_and_publishing_it(redis_client, start_worker):
     """The retry's message is published after the kill: claim drops it."""
-    import workers.task
-
     job_id, fields = _running_job("add", "[1, 2]")
-    publish = workers.task.publish_attempt
-
-    def kill_then_publish(*args: Any, **kwargs: Any) -> None:
-        control.kill(job_id, "operator: during publish", revoke=False)
-        publish(*args, **kwargs)
-
-    monkeypatch.setattr(workers.task, "publish_attempt", kill_then_publish)
-    _fail_attempt(job_id, fields, countdown=True)
+    _fail_attempt(job_id, fields, countdown=True,
+                  publisher=_KillThenPublish(job_id, "operator: during publish"))  # fmt: skip
     worker = start_worker("w1")
     wait_for(lambda: f"job {job_id} " in worker.log_text() and "dropped: killed" in
              worker.log_text(), 30, "the message to be dropped")  # fmt: skip
@@ -203,8 +220,6 @@ def test_kill_between_recording_a_retry_and_publishing_it(redis_client, start_wo
 def test_kill_while_a_sweeper_dispatches_the_retry(redis_client, start_worker, monkeypatch):
     """Two moments: after the sweeper claimed the due entry, and after it marked
     the job queued but before it published. Neither runs the body again."""
-    import workers.sweeper
-
     rt = runtime()
     before_mark, _ = _running_job("add", "[1, 2]")
     _fail_attempt(before_mark, rt.store.get(before_mark) or {}, countdown=False)
@@ -215,21 +230,14 @@ def test_kill_while_a_sweeper_dispatches_the_retry(redis_client, start_worker, m
         return store_dispatched(ids, **options)
 
     monkeypatch.setattr(rt.store, "dispatched", kill_then_mark)
-    assert Sweeper(app, rt, owner="operator-test").dispatch_due() == 0
+    assert _sweeper().dispatch_due() == 0
     monkeypatch.undo()
     assert rt.store.redis.zscore(rt.store.keys.due, before_mark) is None
 
     before_publish, _ = _running_job("add", "[3, 4]")
     _fail_attempt(before_publish, rt.store.get(before_publish) or {}, countdown=False)
-    publish = workers.sweeper.publish_attempt
-
-    def kill_then_publish(*args: Any, **kwargs: Any) -> None:
-        control.kill(before_publish, "operator: during publish", revoke=False)
-        publish(*args, **kwargs)
-
-    monkeypatch.setattr(workers.sweeper, "publish_attempt", kill_then_publish)
-    assert Sweeper(app, rt, owner="operator-test").dispatch_due() == 1
-    monkeypatch.undo()
+    killing = _KillThenPublish(before_publish, "operator: during publish")
+    assert _sweeper(killing).dispatch_due() == 1
     worker = start_worker("w1")
     wait_for(lambda: f"job {before_publish} " in worker.log_text(), 30, "the message to come")
     time.sleep(2 * SWEEP)

@@ -18,9 +18,10 @@ import pytest
 from tests import jobs
 from tests.conftest import wait_for
 from tests.support.flower import FlowerProcess, find_chromium, run_chromium
-from workers import JobState, control
-from workers.publish import iso
-from workers.records import JobRecord
+from tests.support.ops import control
+from workers import JobState
+from workers.core.records import JobRecord
+from workers.core.texts import iso
 
 pytestmark = pytest.mark.integration
 

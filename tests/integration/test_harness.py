@@ -9,9 +9,11 @@ import pytest
 
 from tests import jobs
 from tests.conftest import wait_for
+from tests.support.ops import control
+from tests.support.redis_guard import assert_empty
 from tests.support.worker_process import processes_in_group
-from workers import JobState, control
-from workers.embedded_redis import RedisServer, RedisServerError, assert_empty
+from workers import JobState
+from workers.ops.embedded_redis import RedisServer, RedisServerError
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +66,7 @@ def test_bundled_redis_runs_the_store_scripts_where_no_redis_server_is_installed
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """EMBEDDED_REDIS_SERVER=bundled skips PATH, as on a machine without Redis."""
-    from workers.store import Claimed, Store
+    from workers.core.store import Claimed, Store
 
     monkeypatch.setenv("EMBEDDED_REDIS_SERVER", "bundled")
     server = RedisServer(tmp_path / "bundled")

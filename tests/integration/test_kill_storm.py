@@ -24,8 +24,8 @@ import redis
 from tests import jobs
 from tests.conftest import wait_for
 from tests.support.invariants import InvariantChecker, Sampler
+from tests.support.ops import control
 from tests.support.worker_process import WorkerProcess
-from workers import control
 
 pytestmark = pytest.mark.integration
 

@@ -15,12 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import wait_for
 from tests.integration.test_cli_jobs import OWNER, closed_port, make_job
+from tests.support.ops import runtime
 from tests.support.worker_process import ROOT
-from workers import JobState, app
-from workers.metrics import JobsCollector
-from workers.runtime import runtime
-from workers.store import Claimed, Store
-from workers.sweeper import Sweeper
+from workers import JobState, app, durable_of
+from workers.core.store import Claimed, Store
+from workers.ops.metrics import JobsCollector
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +72,7 @@ def test_metrics_served_by_retryctl_count_the_jobs_created(store, metrics_server
                           owner=OWNER, lease_ms=1, payload=("[]", "{}", ""))  # fmt: skip
     assert isinstance(claimed, Claimed)
     time.sleep(0.01)
-    report = Sweeper(app, runtime(), owner="metrics-test").run_once()
+    report = durable_of(app).sweeper(owner="metrics-test").run_once()
     assert report.recovered == 1
     for _ in range(2):
         make_job(store, JobState.RETRYING, policy="fast-forever", failures=2)

@@ -6,9 +6,9 @@ import pytest
 
 from tests import jobs
 from tests.conftest import wait_for
+from tests.support.ops import control, runtime
 from tests.support.records import state_of
-from workers import JobState, control
-from workers.runtime import runtime
+from workers import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,9 @@ import pytest
 
 from tests import jobs
 from tests.conftest import wait_for
+from tests.support.ops import control
 from tests.support.records import in_state, state_of
-from workers import JobState, control
+from workers import JobState
 
 pytestmark = pytest.mark.integration
 
@@ -91,6 +92,20 @@ def test_checkpoint_is_read_by_the_next_attempt_and_resets_the_streak(
     record = control.status(job_id)
     assert record is not None and record.attempts == 3
     assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1, 3: 1}
+
+
+def test_failure_after_a_checkpoint_gets_a_fresh_event_window(redis_client, start_worker):
+    """Progress starts a new streak, per-event windows included: the failure that
+    follows a checkpoint in the same attempt is judged by the new streak, not by
+    the error window that began at attempt 1 (4.5 s, long past by then)."""
+    start_worker()
+    job_id = jobs.progress_then_fail.delay(4, 5.0).id
+    wait_for(lambda: in_state(job_id, JobState.SUCCEEDED, JobState.DEAD), 60, "the job to end")
+    record = control.status(job_id)
+    assert record is not None
+    assert record.state is JobState.SUCCEEDED, record.reason
+    assert record.attempts == 5
+    assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1}
 
 
 def test_threads_pool_keeps_each_attempt_apart(redis_client, start_worker):

@@ -19,10 +19,11 @@ from click.testing import CliRunner
 from tests import jobs
 from tests.conftest import wait_for
 from tests.support.cli import run_retryctl
-from workers import JobState, app, control
-from workers.cli import cli
-from workers.embedded_redis import RedisServer, free_port
-from workers.store import Store
+from tests.support.ops import control, control_of
+from workers import JobState, app
+from workers.core.store import Store
+from workers.ops.cli import cli
+from workers.ops.embedded_redis import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +68,7 @@ def _run_one_job_through(url: str, start_worker, tmp_path: Path) -> tuple[str, s
     sender.send_task("tests.jobs.fails_with", args=["boom"], task_id=job_id)
     store = Store.from_url(url)
     wait_for(
-        lambda: (r := control.status(job_id, store=store)) and r.state is JobState.SUCCEEDED,
+        lambda: (r := control_of(store).status(job_id)) and r.state is JobState.SUCCEEDED,
         30, "the job to succeed through the secured Redis",
     )  # fmt: skip
     return job_id, worker.log_text()

@@ -14,6 +14,6 @@ def run_retryctl(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
     env["DURABLE_REDIS_URL"] = redis_url
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args], cwd=ROOT, env=env, text=True,
+        [sys.executable, "-m", "workers.ops.cli", *args], cwd=ROOT, env=env, text=True,
         capture_output=True, timeout=60,
     )  # fmt: skip

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import redis
 
 from tests.jobs import body_runs
-from workers.store import Keys
+from workers.core.store import Keys
 
 TERMINAL = frozenset({"succeeded", "dead", "killed"})
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from workers import JobRecord, JobState, control
+from tests.support.ops import control
+from workers import JobRecord, JobState
 
 
 def state_of(job_id: str) -> JobState | None:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from workers.cli import cli
-from workers.cli.common import ExitCode
+from workers.ops.cli import cli
+from workers.ops.cli.common import ExitCode
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:

@@ -1,0 +1,71 @@
+-- fail: record a failed attempt and carry out the policy's decision, which
+-- the caller took with policies.decide: retry (or park, past max_retrying),
+-- or give up (dead).
+--
+-- KEYS[1] job hash        KEYS[2] leases zset    KEYS[3] due zset
+-- KEYS[4] retrying-count hash (field = policy)   KEYS[5] parked zset
+-- KEYS[6] dead index zset (score = expiry ms)
+-- KEYS[7] stats hash (failures:<event> counters, for metrics)
+-- KEYS[8] stuck zset (a job that dies leaves it)
+-- ARGV[1] job id          ARGV[2] attempt        ARGV[3] owner
+-- ARGV[4] event           ARGV[5] error text     ARGV[6] decision reason
+--                         (kept for dead and parked jobs only)
+-- ARGV[7] "retry" | "dead"
+-- ARGV[8] delay ms        ARGV[9] sweeper grace ms (due-set score = due + grace);
+--                         > 0 means a broker countdown holds the retry: the
+--                         job is marked "held" (since now) and a sweeper
+--                         publishes it only if a worker died since then
+-- ARGV[10] max_retrying (-1 = no cap)            ARGV[11] retention ms
+--
+-- Returns {"retry", now_ms, due_ms} | {"parked", now_ms} | {"dead", now_ms}
+--      or {"stale", state}
+
+-- include: now_ms
+-- include: fence
+
+local now = now_ms()
+local stale = not_owner(KEYS[1], ARGV[2], ARGV[3])
+if stale then
+  return {'stale', stale}
+end
+local policy = redis.call('HGET', KEYS[1], 'policy')
+local event = ARGV[4]
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSETNX', KEYS[1], 'first_failure_at', now)
+redis.call('HSETNX', KEYS[1], 'since:' .. event, now)
+redis.call('HINCRBY', KEYS[1], 'failures:' .. event, 1)
+redis.call('HINCRBY', KEYS[7], 'failures:' .. event, 1)
+redis.call('HSET', KEYS[1], 'last_failure_at', now, 'last_event', event,
+  'last_error', ARGV[5], 'updated_at', now)
+redis.call('HDEL', KEYS[1], 'owner', 'interrupt')
+
+if ARGV[7] == 'dead' then
+  local expires = now + tonumber(ARGV[11])
+  redis.call('HSET', KEYS[1], 'state', 'dead', 'reason', ARGV[6])
+  redis.call('PEXPIREAT', KEYS[1], expires)
+  redis.call('ZADD', KEYS[6], expires, ARGV[1])
+  redis.call('ZREM', KEYS[8], ARGV[1])
+  return {'dead', now}
+end
+
+local cap = tonumber(ARGV[10])
+local waiting = tonumber(redis.call('HGET', KEYS[4], policy) or '0')
+if cap >= 0 and waiting >= cap then
+  redis.call('HSET', KEYS[1], 'state', 'parked', 'reason', ARGV[6])
+  redis.call('ZADD', KEYS[5], now, ARGV[1])
+  return {'parked', now}
+end
+-- A waiting job keeps no reason: the sentence repeats its fields (error,
+-- next attempt) and would double its memory (Redis keeps a hash compact only
+-- while every value is short). The worker's log line and Flower carry it.
+redis.call('HDEL', KEYS[1], 'reason')
+local due = now + tonumber(ARGV[8])
+redis.call('HSET', KEYS[1], 'state', 'retrying', 'next_attempt_at', due)
+if tonumber(ARGV[9]) > 0 then
+  redis.call('HSET', KEYS[1], 'held', now)
+else
+  redis.call('HDEL', KEYS[1], 'held')
+end
+redis.call('HINCRBY', KEYS[4], policy, 1)
+redis.call('ZADD', KEYS[3], due + tonumber(ARGV[9]), ARGV[1])
+return {'retry', now, due}

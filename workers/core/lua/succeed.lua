@@ -1,0 +1,26 @@
+-- succeed: record that the running attempt finished well.
+--
+-- KEYS[1] job hash   KEYS[2] leases zset   KEYS[3] succeeded index zset (score = expiry ms)
+-- KEYS[4] stuck zset (the streak ends: the job leaves it)
+-- ARGV[1] job id     ARGV[2] attempt       ARGV[3] owner   ARGV[4] retention ms
+--
+-- Returns {"ok", now_ms} or {"stale", state} when the attempt no longer owns
+-- the job (killed meanwhile, or its lease was recovered by a sweeper).
+
+-- include: now_ms
+-- include: fence
+
+local now = now_ms()
+local stale = not_owner(KEYS[1], ARGV[2], ARGV[3])
+if stale then
+  return {'stale', stale}
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+-- The arguments and checkpoint are only needed to run it again: free them.
+redis.call('HDEL', KEYS[1], 'owner', 'args', 'kwargs', 'queue', 'checkpoint', 'interrupt')
+redis.call('HSET', KEYS[1], 'state', 'succeeded', 'updated_at', now)
+local expires = now + tonumber(ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], expires)
+redis.call('ZADD', KEYS[3], expires, ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return {'ok', now}

@@ -1,0 +1,66 @@
+"""The typed answers of the store's scripts.
+
+Each script answers with a small list (see its header in ``lua/``); the store
+turns it into one of these values, so callers compare enums and read named
+fields, never bare strings and positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class FailKind(str, Enum):
+    """What ``fail`` did with a failed attempt."""
+
+    RETRY = "retry"  # waiting for its next attempt (due at ``due_ms``)
+    PARKED = "parked"  # waiting for room under its policy's ``max_retrying``
+    DEAD = "dead"  # the policy gave up
+    STALE = "stale"  # the attempt no longer owns the job: nothing was recorded
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The attempt may run. ``fields`` is the job hash after the claim."""
+
+    now_ms: int
+    fields: dict[str, str]
+
+    @property
+    def attempt(self) -> int:
+        return int(self.fields["attempt"])
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """The delivery must not run: ``why`` is the job's state or ``stale``."""
+
+    why: str
+    state: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class FailOutcome:
+    """What ``fail`` did; ``state`` is the job's state when it was ``stale``."""
+
+    kind: FailKind
+    now_ms: int = 0
+    due_ms: int = 0
+    state: str = ""
+
+
+@dataclass(frozen=True)
+class DueJob:
+    """A waiting job a sweeper has claimed, with what it takes to publish it."""
+
+    id: str
+    state: str
+    attempt: int
+    task: str
+    args: str
+    kwargs: str
+    queue: str
+    policy: str
+    first_failure_at: float | None

@@ -1,0 +1,122 @@
+"""What the store knows about one job, as typed values.
+
+The Redis hash is the source of truth; :class:`JobRecord` is its reading for
+``retryctl``, ``workers.control.status`` and the tests. :func:`history_from_fields`
+turns the same hash into the :class:`policies.History` that ``decide`` needs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from policies import Event, History
+
+
+class JobState(str, Enum):
+    """States of the job state machine (see docs/DESIGN.md)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    PARKED = "parked"
+    KILLED = "killed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in ENDED_STATES
+
+
+ENDED_STATES = (JobState.SUCCEEDED, JobState.DEAD, JobState.KILLED)
+"""The states a job never leaves (its record expires after the retention)."""
+
+
+def ms_to_datetime(value: str | int | None) -> datetime | None:
+    if value in (None, ""):
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+
+
+class JobRecord(BaseModel):
+    """One job as the store holds it. Times are UTC."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    task: str
+    policy: str
+    state: JobState
+    attempts: int
+    first_failure_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    last_event: Event | None = None
+    last_error: str | None = None
+    reason: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    killed_reason: str | None = None
+    failures: dict[Event, int] = {}
+    streak_attempts: int = 0
+    has_checkpoint: bool = False
+    owner: str | None = None
+    queue: str | None = None
+
+    @classmethod
+    def from_fields(cls, job_id: str, fields: dict[str, str]) -> JobRecord:
+        attempts = int(fields.get("attempt") or 0)
+        return cls(
+            id=job_id,
+            task=fields.get("task", ""),
+            policy=fields.get("policy", ""),
+            state=JobState(fields["state"]),
+            attempts=attempts,
+            first_failure_at=ms_to_datetime(fields.get("first_failure_at")),
+            last_failure_at=ms_to_datetime(fields.get("last_failure_at")),
+            next_attempt_at=ms_to_datetime(fields.get("next_attempt_at")),
+            last_event=Event(fields["last_event"]) if fields.get("last_event") else None,
+            last_error=fields.get("last_error") or None,
+            reason=fields.get("reason") or None,
+            created_at=ms_to_datetime(fields.get("created_at")),
+            updated_at=ms_to_datetime(fields.get("updated_at")),
+            killed_reason=fields.get("killed_reason") or None,
+            failures=_event_counts(fields, "failures:"),
+            streak_attempts=attempts - int(fields.get("streak_base") or 0),
+            has_checkpoint="checkpoint" in fields,
+            owner=fields.get("owner") or None,
+            queue=fields.get("queue") or None,
+        )
+
+
+def _event_counts(fields: dict[str, str], prefix: str) -> dict[Event, int]:
+    return {
+        Event(name[len(prefix) :]): int(value)
+        for name, value in fields.items()
+        if name.startswith(prefix)
+    }
+
+
+def history_from_fields(fields: dict[str, str]) -> History:
+    """The failure history of the attempt that holds the job now (just failed)."""
+    attempt = int(fields["attempt"])
+    first = fields.get("first_failure_at")
+    return History(
+        attempts=attempt,
+        streak_attempts=max(1, attempt - int(fields.get("streak_base") or 0)),
+        streak_started_at=int(first) / 1000 if first else None,
+        event_failures=_event_counts(fields, "failures:"),
+        event_started_at={
+            event: ms / 1000 for event, ms in _event_counts(fields, "since:").items()
+        },
+    )
+
+
+def checkpoint_from_fields(fields: dict[str, str]) -> Any:
+    raw = fields.get("checkpoint")
+    return None if raw is None else json.loads(raw)

@@ -1,0 +1,76 @@
+"""What one Celery app's durable jobs use to talk to their state: settings,
+the policy catalogue, the store and the lease keeper.
+
+The integration layer makes one :class:`Runtime` per app (``install(app)``)
+and hands it to every part that needs it; nothing here is a module global.
+Pieces are built on first use, so making a Runtime reads no file and opens no
+connection; a forked pool child keeps it (redis-py makes new connections after
+a fork, and the lease keeper starts its thread again in the child).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TypeVar
+
+import redis
+
+from policies import Catalog, load_catalog
+from workers.core.errors import StateUnavailable
+from workers.core.leases import LeaseKeeper
+from workers.core.settings import Settings, redact_url
+from workers.core.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class Runtime:
+    """The job state of one deployment, as this process reaches it."""
+
+    settings: Settings
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.from_url(self.settings.redis_url, prefix=self.settings.key_prefix)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return load_catalog(self.settings.policy_file)
+
+    @cached_property
+    def leases(self) -> LeaseKeeper:
+        return LeaseKeeper(self.store, self.settings.lease_seconds)
+
+    @property
+    def lease_ms(self) -> int:
+        return int(self.settings.lease_seconds * 1000)
+
+    def call_redis(self, action: Callable[[], T], what: str) -> T:
+        """Run ``action``, retrying while Redis is unreachable; then raise StateUnavailable.
+
+        Nothing about an attempt may be guessed without Redis, so after
+        ``DURABLE_REDIS_WAIT_SECONDS`` the caller gives up (a worker hands the
+        message back to the broker, which delivers it again; the store decides then).
+        """
+        deadline = time.monotonic() + self.settings.redis_wait_seconds
+        pause = 0.1
+        while True:
+            try:
+                return action()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() >= deadline:
+                    log.error(
+                        "durable-retry: Redis at %s unreachable while %s (%s); "
+                        "handing the message back to the broker",
+                        redact_url(self.settings.redis_url), what, exc,
+                    )  # fmt: skip
+                    raise StateUnavailable(f"Redis unreachable while {what}") from exc
+                log.warning("durable-retry: Redis unreachable while %s: %s; retrying", what, exc)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)

@@ -1,0 +1,199 @@
+"""Settings read from the environment (``DURABLE_*``), validated once.
+
+Every knob the workers and ``retryctl`` share lives here, so the README's
+settings table, the compose file and the code agree on one list. Unknown
+``DURABLE_*`` variables are refused: a typo such as ``DURABLE_LEASE_SECOND``
+would otherwise be ignored in silence and the default used instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from policies import PolicyError, parse_duration
+
+ENV_PREFIX = "DURABLE_"
+
+
+class SettingsError(ValueError):
+    """A ``DURABLE_*`` variable has a value the workers cannot use."""
+
+
+class Settings(BaseSettings):
+    """What a worker or ``retryctl`` needs to know about its deployment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis that holds the job state (attempts, schedule, leases).",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker; defaults to DURABLE_REDIS_URL. RabbitMQ works too.",
+    )
+    policy_file: str | None = Field(
+        default=None, description="YAML file of named policies, added to the built-ins."
+    )
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a running attempt's lease lasts without renewal; "
+        "a dead worker's job is recovered after it.",
+    )
+    sweep_seconds: float = Field(
+        default=1.0, gt=0, description="How often each worker's sweeper looks for due work."
+    )
+    max_countdown: float = Field(
+        default=300.0,
+        ge=0,
+        description="Longest delay held as a broker countdown message; longer delays "
+        "wait only in Redis and the sweeper publishes them when due.",
+    )
+    retention: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="How long dead and killed records (and succeeded ones that failed "
+        "before) are kept.",
+    )
+    succeeded_retention: float = Field(
+        default=86400.0,
+        gt=0,
+        description="How long a record of a job that succeeded is kept (fences late "
+        "duplicates of its messages).",
+    )
+    visibility_timeout: float | None = Field(
+        default=None,
+        description="Redis broker visibility timeout; defaults to the larger of 1h and "
+        "2 x max_countdown so a countdown message is never restored while held.",
+    )
+    checkpoint_max_bytes: int = Field(
+        default=64 * 1024, gt=0, description="Largest checkpoint a job may store."
+    )
+    redis_wait_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long an attempt keeps retrying Redis before it hands its "
+        "message back to the broker.",
+    )
+    alert_webhook: str | None = Field(
+        default=None, description="URL that receives a JSON POST when a job gets stuck."
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Port for Prometheus metrics in each worker."
+    )
+    key_prefix: str = Field(
+        default="durable", min_length=1, description="Prefix of every Redis key the layer writes."
+    )
+
+    @field_validator("retention", "succeeded_retention", "max_countdown", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return float(value)  # plain seconds, as every other *_SECONDS setting
+            except ValueError:
+                pass
+            try:
+                seconds = parse_duration(value)
+            except PolicyError as exc:
+                raise ValueError(str(exc)) from None
+            if seconds is None:
+                raise ValueError("'off' is not accepted here; give a duration like 7d")
+            return seconds
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                "expected a Redis URL: redis://[:password@]host:port/db, rediss:// (TLS) "
+                "or unix:///path/to/redis.sock"
+            )
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError("expected a broker URL such as redis://host:6379/0 or amqp://host//")
+        return value
+
+    @model_validator(mode="after")
+    def _countdown_fits_visibility(self) -> Settings:
+        if self.visibility_timeout is not None and self.max_countdown >= self.visibility_timeout:
+            raise ValueError(
+                f"max_countdown ({self.max_countdown:g}s) must be shorter than "
+                f"visibility_timeout ({self.visibility_timeout:g}s), or countdown "
+                "messages are restored while a worker still holds them"
+            )
+        return self
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def effective_visibility_timeout(self) -> float:
+        if self.visibility_timeout is not None:
+            return self.visibility_timeout
+        return max(3600.0, 2 * self.max_countdown)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, safe to print or log."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _refuse_unknown_variables(environ: dict[str, str]) -> None:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    for variable in sorted(environ):
+        if variable.startswith(ENV_PREFIX) and variable not in known:
+            close = difflib.get_close_matches(variable, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise SettingsError(
+                f"unknown setting {variable}{hint} Known settings: {', '.join(sorted(known))}"
+            )
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate the settings; raise :class:`SettingsError` naming what is wrong."""
+    env = dict(os.environ if environ is None else environ)
+    _refuse_unknown_variables(env)
+    values = {
+        name: env[ENV_PREFIX + name.upper()]
+        for name in Settings.model_fields
+        if ENV_PREFIX + name.upper() in env
+    }
+    try:
+        # Pass the values explicitly so the environment is read in one place.
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            variable = ENV_PREFIX + field.upper() if field != "settings" else field
+            shown = values.get(field, "")
+            if field.endswith("url") and isinstance(shown, str):
+                shown = redact_url(shown)
+            problems.append(f"{variable}={shown!r}: {error['msg']}")
+        raise SettingsError("; ".join(problems)) from None

@@ -1,0 +1,396 @@
+"""The Redis state of every job: the only module that knows key names.
+
+Each state transition is one Lua script in ``workers/lua/`` (its header names
+every key and argument); this module passes every key in KEYS, so a Redis
+Cluster deployment only needs hash tags added in :class:`Keys`, and maps each
+script's answer to a small typed value. Times are Redis' own clock, in
+milliseconds, read inside the scripts (``TIME``): workers whose clocks drift
+still agree on what is due and whose lease has ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from typing import Any, cast
+
+import redis
+
+from workers.core.keys import Keys
+from workers.core.outcomes import Claimed, Dropped, DueJob, FailKind, FailOutcome
+from workers.core.records import ENDED_STATES, JobState
+
+LUA_SCRIPTS = (
+    "claim", "succeed", "fail", "checkpoint", "renew", "interrupt", "take_lease",
+    "take_due", "dispatched", "expired", "kill", "resume", "retry_now", "nodes", "stuck", "purge",
+)  # fmt: skip
+
+
+def _lua_text(*parts: str) -> str:
+    return resources.files("workers.core").joinpath("lua", *parts).read_text()
+
+
+def load_script(name: str) -> str:
+    """The text of ``lua/<name>.lua``, with each ``-- include: <lib>`` line replaced
+    by ``lua/lib/<lib>.lua`` (Redis scripts cannot import; shared steps live once)."""
+    lines = []
+    for line in _lua_text(f"{name}.lua").splitlines():
+        if line.startswith("-- include: "):
+            line = _lua_text("lib", line.removeprefix("-- include: ").strip() + ".lua")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+class Store:
+    """Typed access to the job state in one Redis database."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "durable") -> None:
+        self.redis = client
+        self.keys = Keys(prefix)
+        self._scripts = {
+            name: client.register_script(load_script(name)) for name in LUA_SCRIPTS
+        }
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "durable", **options: Any) -> Store:
+        options.setdefault("socket_timeout", 10)
+        options.setdefault("socket_connect_timeout", 5)
+        options.setdefault("health_check_interval", 30)
+        return cls(redis.Redis.from_url(url, decode_responses=True, **options), prefix)
+
+    def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
+        return self._scripts[name](keys=keys, args=args, client=client)
+
+    # -- the attempt's own transitions (called from the task) ---------------
+
+    def claim(
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        task: str,
+        policy: str,
+        owner: str,
+        lease_ms: int,
+        payload: tuple[str, str, str] = ("[]", "{}", ""),
+    ) -> Claimed | Dropped:
+        """Start ``attempt`` if it is the job's next one; ``payload`` is (args, kwargs, queue)."""
+        k = self.keys
+        reply = self._run(
+            "claim",
+            [k.job(job_id), k.due, k.leases, k.retrying],
+            [job_id, attempt, task, policy, owner, lease_ms, *payload],
+        )
+        if reply[0] == "ok":
+            return Claimed(now_ms=int(reply[1]), fields=_pairs(reply[2:]))
+        return Dropped(why=str(reply[1]), state=str(reply[2]), attempt=int(reply[3] or 0))
+
+    def succeed(self, job_id: str, attempt: int, owner: str, retention_ms: int) -> bool:
+        k = self.keys
+        reply = self._run(
+            "succeed",
+            [k.job(job_id), k.leases, k.ended(JobState.SUCCEEDED), k.stuck],
+            [job_id, attempt, owner, retention_ms],
+        )
+        return bool(reply[0] == "ok")
+
+    def fail(
+        self,
+        job_id: str,
+        attempt: int,
+        owner: str,
+        *,
+        event: str,
+        error: str,
+        reason: str,
+        give_up: bool,
+        delay_ms: int = 0,
+        sweeper_grace_ms: int = 0,
+        max_retrying: int | None = None,
+        retention_ms: int,
+    ) -> FailOutcome:
+        """Record a failed attempt and carry out the decision taken for it."""
+        k = self.keys
+        reply = self._run(
+            "fail",
+            [
+                k.job(job_id), k.leases, k.due, k.retrying, k.parked, k.ended(JobState.DEAD),
+                k.stats, k.stuck,
+            ],
+            [
+                job_id, attempt, owner, event, error, reason,
+                "dead" if give_up else "retry", delay_ms, sweeper_grace_ms,
+                -1 if max_retrying is None else max_retrying, retention_ms,
+            ],
+        )  # fmt: skip
+        kind = FailKind(reply[0])
+        if kind is FailKind.STALE:
+            return FailOutcome(kind, state=str(reply[1]))
+        if kind is FailKind.RETRY:
+            return FailOutcome(kind, now_ms=int(reply[1]), due_ms=int(reply[2]))
+        return FailOutcome(kind, now_ms=int(reply[1]))
+
+    def checkpoint(
+        self, job_id: str, attempt: int, owner: str, data_json: str
+    ) -> dict[str, str] | None:
+        """Save progress and start a new streak; returns the job hash after it (None: stale).
+
+        The caller replaces its view of the job with the answer: the script
+        changed more than the checkpoint (the streak's counts and windows).
+        """
+        reply = self._run(
+            "checkpoint", [self.keys.job(job_id), self.keys.stuck],
+            [attempt, owner, data_json, job_id],
+        )  # fmt: skip
+        return _pairs(reply[1:]) if reply[0] == "ok" else None
+
+    def renew(self, leases: Iterable[tuple[str, int]], owner: str, lease_ms: int) -> int:
+        """Extend the leases of (job id, attempt) pairs this owner still holds."""
+        pairs = list(leases)
+        if not pairs:
+            return 0
+        keys = [self.keys.leases] + [self.keys.job(job_id) for job_id, _ in pairs]
+        args: list[Any] = [lease_ms]
+        for job_id, attempt in pairs:
+            args += [job_id, attempt]
+        args.append(owner)
+        return int(self._run("renew", keys, args))
+
+    def interrupt(self, job_id: str, attempt: int, node: str, event: str) -> bool:
+        """End the lease of ``attempt`` now if it runs on ``node`` (its worker process died)."""
+        k = self.keys
+        return bool(
+            self._run("interrupt", [k.job(job_id), k.leases], [job_id, attempt, f"{node}:", event])
+        )
+
+    # -- the sweeper ----------------------------------------------------------
+
+    def take_due(self, limit: int, redispatch_ms: int) -> tuple[int, list[str]]:
+        reply = self._run("take_due", [self.keys.due], [limit, redispatch_ms])
+        return int(reply[0]), [str(i) for i in reply[1:]]
+
+    def dispatched(self, ids: Sequence[str], safety_ms: int = 0) -> list[DueJob]:
+        """For each id take_due returned: publish it now (state ``queued``) or not.
+
+        A countdown-held retry is published only after a worker died, or once
+        it is overdue by ``safety_ms`` (0: as soon as take_due returns it).
+        """
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            self._run("dispatched", [k.job(job_id), k.due, k.last_death], [job_id, safety_ms],
+                      client=pipe)  # fmt: skip
+        jobs = []
+        for job_id, row in zip(ids, pipe.execute(), strict=True):
+            state, attempt, task, args, kwargs, queue, policy, first = (list(row) + [None] * 8)[:8]
+            jobs.append(
+                DueJob(
+                    id=job_id, state=str(state), attempt=int(attempt or 0), task=task or "",
+                    args=args or "[]", kwargs=kwargs or "{}", queue=queue or "",
+                    policy=policy or "", first_failure_at=int(first) / 1000 if first else None,
+                )
+            )  # fmt: skip
+        return jobs
+
+    def heartbeat(self, node: str, dead_after_ms: int) -> list[str]:
+        """Say ``node`` is alive; returns the nodes silent for ``dead_after_ms`` (now gone)."""
+        reply = self._run("nodes", [self.keys.nodes, self.keys.last_death],
+                          [node, "beat", dead_after_ms])  # fmt: skip
+        return [str(n) for n in reply]
+
+    def leave(self, node: str) -> None:
+        """A clean shutdown: ``node`` is gone, and that is no death."""
+        self._run("nodes", [self.keys.nodes, self.keys.last_death], [node, "leave", 0])
+
+    def release_hold(self, job_id: str) -> None:
+        """The countdown of a retry was not published: let a sweeper publish it when due.
+
+        A plain HDEL: at worst it releases a later hold of the same job, which
+        costs one extra message that claim drops.
+        """
+        self.redis.hdel(self.keys.job(job_id), "held")
+
+    def expired_leases(self, limit: int) -> tuple[int, list[str]]:
+        reply = self._run("expired", [self.keys.leases], [limit])
+        return int(reply[0]), [str(i) for i in reply[1:]]
+
+    def take_lease(self, job_id: str, owner: str, lease_ms: int) -> Claimed | None:
+        k = self.keys
+        reply = self._run("take_lease", [k.job(job_id), k.leases], [job_id, owner, lease_ms])
+        if reply[0] != "ok":
+            return None
+        return Claimed(now_ms=int(reply[1]), fields=_pairs(reply[2:]))
+
+    def trim_ended(self) -> int:
+        """Drop index entries of records that have expired; returns how many."""
+        now_ms = self.now_ms()
+        pipe = self.redis.pipeline(transaction=False)
+        for state in ENDED_STATES:
+            pipe.zremrangebyscore(self.keys.ended(state), "-inf", now_ms)
+        return sum(int(n) for n in pipe.execute()) + self._trim_stuck()
+
+    def _trim_stuck(self, limit: int = 1000) -> int:
+        # Stuck jobs leave the index in the scripts that end their streak; this
+        # only catches entries whose record vanished some other way.
+        ids = self.index_ids(self.keys.stuck, 0, limit)
+        if not ids:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.exists(self.keys.job(job_id))
+        gone = [job_id for job_id, found in zip(ids, pipe.execute(), strict=True) if not found]
+        return int(self.redis.zrem(self.keys.stuck, *gone)) if gone else 0
+
+    def add_stats(self, counts: dict[str, int]) -> None:
+        """Add to the metrics counters (``recoveries:<kind>``...), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name, n in counts.items():
+            if n:
+                pipe.hincrby(self.keys.stats, name, n)
+        if len(pipe):
+            pipe.execute()
+
+    # -- operators ------------------------------------------------------------
+
+    def kill(self, job_id: str, reason: str, retention_ms: int, record_unknown: bool) -> list[str]:
+        k = self.keys
+        reply = self._run(
+            "kill",
+            [
+                k.job(job_id), k.due, k.leases, k.retrying, k.parked,
+                k.ended(JobState.KILLED), k.stuck,
+            ],
+            [job_id, reason, retention_ms, "1" if record_unknown else "0"],
+        )  # fmt: skip
+        return [str(part) for part in reply]
+
+    def resume(self, job_id: str, max_retrying: int | None, new_streak: bool) -> list[str]:
+        k = self.keys
+        reply = self._run(
+            "resume",
+            [k.job(job_id), k.due, k.retrying, k.parked, k.ended(JobState.DEAD), k.stuck],
+            [job_id, -1 if max_retrying is None else max_retrying, "1" if new_streak else "0"],
+        )
+        return [str(part) for part in reply]
+
+    def mark_stuck(self, job_id: str, alert_after_ms: int) -> tuple[int, int] | None:
+        """Flag a failing job as stuck, once per streak, if it has failed for ``alert_after_ms``.
+
+        Returns (first_failure_at ms, now ms) the first time, else None.
+        """
+        k = self.keys
+        reply = self._run("stuck", [k.job(job_id), k.stuck], [job_id, alert_after_ms])
+        if reply[0] != "alerted":
+            return None
+        return int(reply[1]), int(reply[2])
+
+    def purge(self, ids: Sequence[str], state: JobState, cutoff_ms: int) -> tuple[int, int]:
+        """Delete ended records of ``state`` last updated at or before ``cutoff_ms``.
+
+        Returns (records deleted, index entries removed).
+        """
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            self._run(
+                "purge", [k.job(job_id), k.ended(state), k.stuck],
+                [job_id, state.value, cutoff_ms], client=pipe,
+            )  # fmt: skip
+        replies = [int(n) for n in pipe.execute()]
+        return replies.count(1), replies.count(1) + replies.count(2)
+
+    def retry_now(self, job_id: str) -> list[str]:
+        reply = self._run("retry_now", [self.keys.job(job_id), self.keys.due], [job_id])
+        return [str(part) for part in reply]
+
+    # -- reads ------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def get(self, job_id: str) -> dict[str, str] | None:
+        fields = cast(dict[str, str], self.redis.hgetall(self.keys.job(job_id)))
+        return fields or None
+
+    def get_many(self, ids: Sequence[str]) -> list[dict[str, str] | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self.keys.job(job_id))
+        return [fields or None for fields in pipe.execute()]
+
+    def index_key(self, state: JobState) -> str:
+        """The index that lists jobs of ``state`` (queued and retrying share the due set)."""
+        if state in (JobState.RETRYING, JobState.QUEUED):
+            return self.keys.due
+        if state is JobState.RUNNING:
+            return self.keys.leases
+        if state is JobState.PARKED:
+            return self.keys.parked
+        return self.keys.ended(state)
+
+    def index_ids(self, key: str, offset: int, count: int) -> list[str]:
+        return [str(i) for i in self.redis.zrange(key, offset, offset + count - 1)]
+
+    def index_size(self, key: str) -> int:
+        return int(self.redis.zcard(key))
+
+    def retrying_counts(self) -> dict[str, int]:
+        counts = cast(dict[str, str], self.redis.hgetall(self.keys.retrying))
+        return {policy: int(n) for policy, n in counts.items()}
+
+    def parked_ids(self, count: int) -> list[str]:
+        return self.index_ids(self.keys.parked, 0, count)
+
+    def index_score(self, key: str, job_id: str) -> float | None:
+        score = self.redis.zscore(key, job_id)
+        return None if score is None else float(score)
+
+    def in_index(self, key: str, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` that the index holds (one ZMSCORE)."""
+        if not ids:
+            return set()
+        scores = self.redis.zmscore(key, list(ids))
+        return {job_id for job_id, score in zip(ids, scores, strict=True) if score is not None}
+
+    def expires_at_ms(self, job_id: str) -> int | None:
+        """When the job's record expires (ended records), or None."""
+        # PTTL and TIME rather than PEXPIRETIME, which Redis 6.2 lacks.
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.time()
+        pipe.pttl(self.keys.job(job_id))
+        (seconds, micros), ttl_ms = pipe.execute()
+        return int(seconds) * 1000 + int(micros) // 1000 + int(ttl_ms) if ttl_ms > 0 else None
+
+    def index_sizes(self) -> dict[str, int]:
+        """Entries in each index, by index name: one round trip of ZCARDs."""
+        k = self.keys
+        names = {
+            "due": k.due, "leases": k.leases, "parked": k.parked, "stuck": k.stuck,
+            **{state.value: k.ended(state) for state in ENDED_STATES},
+        }  # fmt: skip
+        pipe = self.redis.pipeline(transaction=False)
+        for key in names.values():
+            pipe.zcard(key)
+        return {name: int(n) for name, n in zip(names, pipe.execute(), strict=True)}
+
+    def stats(self) -> dict[str, int]:
+        counts = cast(dict[str, str], self.redis.hgetall(self.keys.stats))
+        return {name: int(n) for name, n in counts.items()}
+
+    def sample_ids(self, key: str, count: int) -> list[str]:
+        """All of an index's ids if it holds at most ``count``, else a random ``count`` of them."""
+        if self.index_size(key) <= count:
+            return self.index_ids(key, 0, count)
+        return [str(i) for i in cast(list[str], self.redis.zrandmember(key, count))]
+
+    def fields_of(self, ids: Sequence[str], names: Sequence[str]) -> list[list[str | None]]:
+        """Some fields of many jobs, in one pipelined round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.keys.job(job_id), list(names))
+        return [list(row) for row in pipe.execute()]

@@ -1,0 +1,214 @@
+"""Recovery, run by a timer in every worker: nothing waits on a worker that died.
+
+Each pass (every ``DURABLE_SWEEP_SECONDS``):
+
+1. publishes retries whose time has come: long delays held only in Redis, and
+   countdown retries overdue by more than a lease (the worker holding the
+   countdown message died);
+2. judges attempts whose lease expired (their worker died) as ``interruption``
+   (or ``timeout`` after a hard time limit), by the job's policy;
+3. unparks jobs, oldest first, when their policy's ``max_retrying`` has room;
+4. now and then, trims index entries of expired records.
+
+Every step claims its work atomically in Redis, so any number of sweepers
+(one per worker) may run at once without publishing or judging anything twice.
+
+The sweeper publishes through the :class:`~workers.core.publisher.Publisher`
+and learns a job's policy from the :data:`PolicyLookup` it is given: the
+integration layer passes its app's (``install(app)``), so a retry goes out on
+the broker of the app its job belongs to.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from policies import Event, RetryPolicy, decide
+from workers.core.attempt import Attempt
+from workers.core.clock import RedisClock
+from workers.core.failures import interruption_failure
+from workers.core.publisher import NextAttempt, Publisher, retry_queue
+from workers.core.recorder import record_failure
+from workers.core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+# A countdown retry held by a live worker is published anyway once it is this
+# many leases overdue: a safety net for a message lost without a worker dying.
+SAFETY_LEASES = 10
+# Trimming is cheap (one ZREMRANGEBYSCORE per ended state), but there is no
+# hurry either: a stale index entry only points at an expired record.
+TRIM_EVERY_SECONDS = 10.0
+_rng = random.Random()
+
+PolicyLookup = Callable[[str, str], RetryPolicy | None]
+"""(task name, policy name) -> the policy a job runs under, or None if unknown here."""
+
+
+@dataclass
+class SweepReport:
+    """What one pass did, for logs, metrics and tests."""
+
+    dispatched: int = 0
+    recovered: int = 0
+    unparked: int = 0
+    trimmed: int = 0
+    skipped: list[str] = field(default_factory=list)
+    dead_workers: list[str] = field(default_factory=list)
+
+
+class Sweeper:
+    """One worker's sweeper. ``run_once`` is one pass; ``start`` runs passes on a thread."""
+
+    def __init__(
+        self, rt: Runtime, publisher: Publisher, policy_for: PolicyLookup, owner: str
+    ) -> None:
+        self.rt = rt
+        self.publisher = publisher
+        self.policy_for = policy_for
+        self.owner = f"sweeper:{owner}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_trim = 0.0
+
+    # -- one pass -----------------------------------------------------------------
+
+    def run_once(self) -> SweepReport:
+        report = SweepReport()
+        report.dead_workers = self.rt.store.heartbeat(self.owner, self.rt.lease_ms)
+        for node in report.dead_workers:
+            log.warning("durable-retry: worker %s stopped answering; its countdown retries "
+                        "will be published by the sweepers", node)  # fmt: skip
+        report.dispatched = self.dispatch_due()
+        report.recovered = self.recover_expired_leases(report)
+        report.unparked = self.unpark()
+        # Counted for metrics; no round trip when the pass recovered nothing.
+        self.rt.store.add_stats(
+            {"recoveries:due": report.dispatched, "recoveries:lease": report.recovered}
+        )
+        settings = self.rt.settings
+        trim_every = min(TRIM_EVERY_SECONDS, settings.retention / 2,
+                         settings.succeeded_retention / 2)  # fmt: skip
+        if time.monotonic() - self._last_trim >= trim_every:
+            self._last_trim = time.monotonic()
+            report.trimmed = self.rt.store.trim_ended()
+        return report
+
+    def dispatch_due(self) -> int:
+        store = self.rt.store
+        _, ids = store.take_due(BATCH, redispatch_ms=self.rt.lease_ms)
+        if not ids:
+            return 0
+        published = 0
+        for job in store.dispatched(ids, safety_ms=SAFETY_LEASES * self.rt.lease_ms):
+            if job.state != "queued":
+                continue
+            policy = self.policy_for(job.task, job.policy)
+            self.publisher.publish(
+                NextAttempt(
+                    job_id=job.id, task=job.task, args_json=job.args, kwargs_json=job.kwargs,
+                    attempt=job.attempt + 1, queue=retry_queue(policy, job.queue), eta=None,
+                    policy=job.policy, first_failure_at=job.first_failure_at,
+                )
+            )  # fmt: skip
+            published += 1
+            log.info(
+                "job %s task=%s attempt=%d published by the sweeper",
+                job.id, job.task, job.attempt + 1,
+            )  # fmt: skip
+        return published
+
+    def recover_expired_leases(self, report: SweepReport) -> int:
+        store = self.rt.store
+        _, ids = store.expired_leases(BATCH)
+        recovered = 0
+        for job_id in ids:
+            taken = store.take_lease(job_id, self.owner, self.rt.lease_ms)
+            if taken is None:
+                continue
+            fields = taken.fields
+            task = fields.get("task", "")
+            policy = self.policy_for(task, fields["policy"])
+            if policy is None:
+                # Another worker may know this task; our lease on it expires soon.
+                report.skipped.append(job_id)
+                log.warning(
+                    "job %s: lease expired but task %s and policy %s are unknown here",
+                    job_id, fields.get("task"), fields.get("policy"),
+                )  # fmt: skip
+                continue
+            attempt = Attempt(
+                job_id=job_id, number=int(fields["attempt"]), owner=self.owner, task=task,
+                policy=policy, fields=fields, clock=RedisClock(taken.now_ms),
+            )  # fmt: skip
+            event = Event(fields.get("interrupt") or Event.INTERRUPTION.value)
+            failure = interruption_failure(event, attempt.number)
+            decision = decide(policy, attempt.history(), failure, attempt.clock.now(), _rng)
+            recorded = record_failure(
+                self.rt, self.publisher, attempt, failure, decision, countdown_allowed=False
+            )
+            if recorded is not None:
+                recovered += 1
+        return recovered
+
+    def unpark(self) -> int:
+        store = self.rt.store
+        ids = store.parked_ids(BATCH)
+        if not ids:
+            return 0
+        full: set[str] = set()
+        unparked = 0
+        for job_id, fields in zip(ids, store.get_many(ids), strict=True):
+            if not fields or fields.get("policy") in full:
+                continue
+            policy = self.policy_for(fields.get("task", ""), fields["policy"])
+            cap = policy.max_retrying if policy else None
+            outcome = store.resume(job_id, cap, new_streak=False)
+            if outcome[0] == "full":
+                full.add(fields["policy"])
+            elif outcome[0] == "resumed":
+                unparked += 1
+                log.info("job %s task=%s unparked: its policy has room", job_id, fields.get("task"))
+        return unparked
+
+    # -- the timer ----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="durable-sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self.rt.store.leave(self.owner)
+        except redis.RedisError as exc:
+            log.warning("durable-retry: could not sign the sweeper off: %s", exc)
+
+    def _loop(self) -> None:
+        interval = self.rt.settings.sweep_seconds
+        next_pass = time.monotonic()
+        while not self._stop.is_set():
+            # Passes start at a fixed rate: a slow pass does not push the next one back.
+            next_pass += interval
+            try:
+                self.run_once()
+            except redis.RedisError as exc:
+                log.warning("durable-retry: sweep failed, Redis unreachable: %s", exc)
+            except Exception:
+                log.exception("durable-retry: sweep failed")
+            self._stop.wait(max(0.0, next_pass - time.monotonic()))
+            next_pass = max(next_pass, time.monotonic() - interval)
+

@@ -1,0 +1,173 @@
+"""``install(app)``: durable-retry as an extension of a Celery app.
+
+The layer owns no app of its own (``workers.integration.default_app`` is one
+ready-made app for projects without one). Installing it on an app, which
+``DurableTask`` does when a durable task is registered on that app, gives
+the app:
+
+- a :class:`DurableExtension` (``durable_of(app)``): its runtime (settings,
+  store, policies, leases), the publisher that sends retries on *this* app's
+  broker, and the policy lookup over *this* app's tasks;
+- a worker bootstep (:class:`DurableStep`): in every worker of the app it
+  checks the policy catalogue, applies the Celery/kombu patches, and runs the
+  sweeper (and the metrics endpoint, when configured) in the main process.
+
+Everything is kept on the app, as a Flask extension keeps its state, so two
+apps in one process never share a store, a publisher or a sweeper.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cached_property
+from typing import Any
+
+from celery import Celery, bootsteps
+
+from policies import RetryPolicy, UnknownPolicyError
+from workers.core.runtime import Runtime
+from workers.core.settings import Settings, load_settings, redact_url
+from workers.core.sweeper import Sweeper
+from workers.integration import patches
+from workers.integration.publish import CeleryPublisher
+from workers.ops.control import Control
+from workers.ops.metrics import serve
+
+log = logging.getLogger(__name__)
+
+_ATTRIBUTE = "_durable_retry"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings this layer relies on (see docs/DESIGN.md for the why)."""
+    return {
+        "broker_url": settings.effective_broker_url,
+        # JSON only on the wire: a pickle message is refused by the worker.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        # The message is acked only after the attempt is recorded in Redis.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Flower builds its view from these events; retries are published by
+        # workers, so they send task-sent events too.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        # A countdown message is never restored while its worker still holds it.
+        "broker_transport_options": {"visibility_timeout": settings.effective_visibility_timeout},
+        "broker_connection_retry_on_startup": True,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }
+
+
+class DurableExtension:
+    """durable-retry's state on one Celery app."""
+
+    def __init__(self, app: Celery, settings: Settings | None = None) -> None:
+        self.app = app
+        self._settings = settings
+
+    @cached_property
+    def runtime(self) -> Runtime:
+        """Settings, store, catalogue and leases; the settings are read on first use."""
+        return Runtime(self._settings if self._settings is not None else load_settings())
+
+    @cached_property
+    def publisher(self) -> CeleryPublisher:
+        return CeleryPublisher(self.app)
+
+    def policy_for(self, task: str, policy_name: str) -> RetryPolicy | None:
+        """The policy a job runs under: its task's own, else the catalogue's entry of that name."""
+        registered = self.app.tasks.get(task) if task else None
+        policy = getattr(registered, "policy", None)
+        if isinstance(policy, RetryPolicy):
+            return policy
+        try:
+            return self.runtime.catalog.get(policy_name)
+        except UnknownPolicyError:
+            return None
+
+    def sweeper(self, owner: str) -> Sweeper:
+        """A sweeper that publishes on this app and knows this app's tasks."""
+        return Sweeper(self.runtime, self.publisher, self.policy_for, owner=owner)
+
+
+def install(app: Celery, *, settings: Settings | None = None, configure: bool = False) -> (
+    DurableExtension
+):
+    """Make ``app`` serve durable jobs (idempotent); returns its extension.
+
+    ``settings`` overrides the ``DURABLE_*`` environment (read on first use
+    otherwise). ``configure`` adds :func:`celery_config` to the app's defaults,
+    as the ready-made app does; a project's own app keeps its configuration.
+    """
+    extension = getattr(app, _ATTRIBUTE, None)
+    if isinstance(extension, DurableExtension):
+        return extension
+    extension = DurableExtension(app, settings)
+    setattr(app, _ATTRIBUTE, extension)
+    app.steps["worker"].add(DurableStep)
+    if configure:
+        app.add_defaults(lambda: celery_config(extension.runtime.settings))
+    return extension
+
+
+def durable_of(app: Celery) -> DurableExtension:
+    """The extension installed on ``app`` (installed now if it was not)."""
+    extension = getattr(app, _ATTRIBUTE, None)
+    return extension if isinstance(extension, DurableExtension) else install(app)
+
+
+class DurableStep(bootsteps.StartStopStep):
+    """In each worker of a durable app: check the policies, patch, run the sweeper.
+
+    Started after the pool (so prefork children are forked before the
+    sweeper's thread exists) and before the consumer takes messages.
+    """
+
+    label = "durable-retry"
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.sweeper: Sweeper | None = None
+
+    def start(self, parent: Any) -> None:
+        extension = durable_of(parent.app)
+        runtime = extension.runtime
+        names = runtime.catalog.names()  # raises PolicyError on a bad DURABLE_POLICY_FILE
+        log.info("durable-retry: policies %s; state in Redis; sweeper every %gs",
+                 ", ".join(names), runtime.settings.sweep_seconds)  # fmt: skip
+        patches.apply(lambda app: Control.of_runtime(durable_of(app).runtime))
+        hostname = getattr(parent, "hostname", None) or "worker"
+        self.sweeper = extension.sweeper(owner=f"{hostname}:{os.getpid()}")
+        self.sweeper.start()
+        _serve_metrics(runtime)
+
+    def stop(self, parent: Any) -> None:
+        if self.sweeper is not None:
+            self.sweeper.stop()
+            self.sweeper = None
+
+    def terminate(self, parent: Any) -> None:
+        self.stop(parent)
+
+
+def _serve_metrics(runtime: Runtime) -> None:
+    """Serve Prometheus metrics from this worker if ``DURABLE_METRICS_PORT`` is set."""
+    port = runtime.settings.metrics_port
+    if port is None:
+        return
+    try:
+        serve(runtime.store, port)
+    except OSError as exc:
+        # Two workers on one host with the same port: the first one serves.
+        log.warning("durable-retry: metrics not served on port %d: %s", port, exc)
+        return
+    log.info(
+        "durable-retry: Prometheus metrics of %s on port %d",
+        redact_url(runtime.settings.redis_url), port,
+    )  # fmt: skip

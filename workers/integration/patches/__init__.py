@@ -1,0 +1,62 @@
+"""Every patch of Celery or kombu internals the layer makes, in one place.
+
+Each patch is written for the versions named in :data:`SUPPORTED`, applied
+once per process when a durable worker starts (``DurableStep``), and refuses,
+with a message saying what to do, to patch a version it was not written for:
+a silent patch of changed internals would be worse than none.
+
+- ``kombu_guard``: keeps a worker up through a Redis restart or a garbage
+  queue item (kombu's Redis transport).
+- ``revoke``: a revoke from Flower or ``celery control`` becomes a kill in
+  Redis (Celery's worker control panel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Any
+
+from workers.ops.control import Control
+
+# package -> (lowest version, first version not supported): [low, high)
+SUPPORTED = {"kombu": ((5, 6), (5, 8)), "celery": ((5, 6), (5, 8))}
+
+
+class UnsupportedVersion(RuntimeError):
+    """A Celery or kombu release the patches were not written for."""
+
+
+def _release(package: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version(package).split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def check_versions() -> None:
+    """Raise :class:`UnsupportedVersion` naming the package, its version and the range."""
+    for package, (low, high) in SUPPORTED.items():
+        found = _release(package)
+        if not low <= found < high:
+            shown = ".".join(map(str, low)), ".".join(map(str, high))
+            raise UnsupportedVersion(
+                f"durable-retry patches {package} internals written for {package} "
+                f">={shown[0]},<{shown[1]}, but {package} {version(package)} is installed; "
+                f"install a {package} in that range (pip install '{package}>={shown[0]},"
+                f"<{shown[1]}') or a durable-retry release that supports {version(package)}"
+            )
+
+
+def apply(control_for: Callable[[Any], Control]) -> None:
+    """Apply every patch (idempotent); refuse versions they were not written for.
+
+    ``control_for(app)``: the Control the revoke hook writes kills with.
+    """
+    from workers.integration.patches.kombu_guard import harden_redis_transport
+    from workers.integration.patches.revoke import install_revoke_hook
+
+    check_versions()
+    harden_redis_transport()
+    install_revoke_hook(control_for)

@@ -1,0 +1,60 @@
+"""The worker's main-process view of a durable attempt.
+
+When a pool child dies mid-attempt (SIGKILL, OOM, the hard time limit) no code
+of the job runs anywhere; only the main process sees ``WorkerLostError`` or
+``TimeLimitExceeded``. It expires the attempt's lease at once, so the next
+sweep judges the interruption by the policy instead of waiting a whole lease.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from billiard.exceptions import WorkerLostError
+from celery.exceptions import TimeLimitExceeded
+from celery.worker.request import Request
+
+from policies import Event
+from workers.integration.extension import durable_of
+from workers.integration.publish import ATTEMPT_HEADER, attempt_from_header
+
+log = logging.getLogger(__name__)
+
+
+class DurableRequest(Request):
+    """Celery's request, plus: a lost pool child ends its attempt's lease now."""
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> Any:
+        exc = getattr(exc_info, "exception", None)
+        exc = getattr(exc, "exc", exc)  # unwrap ExceptionWithTraceback
+        event = None
+        if isinstance(exc, TimeLimitExceeded):
+            event = Event.TIMEOUT
+        elif isinstance(exc, (WorkerLostError, SystemExit)):
+            event = Event.INTERRUPTION
+        if event is not None:
+            self._expire_lease(event)
+        return super().on_failure(
+            exc_info, send_failed_event=send_failed_event, return_ok=return_ok
+        )
+
+    def _expire_lease(self, event: Event) -> None:
+        attempt = attempt_from_header(self._request_dict.get(ATTEMPT_HEADER))
+        if attempt is None:
+            return  # a garbage header: claim refused it, nothing holds a lease
+        try:
+            store = durable_of(self.app).runtime.store
+            expired = store.interrupt(self.id, attempt, self.hostname, event.value)
+        except redis.RedisError as exc:
+            # The lease still ends on its own; recovery is only slower.
+            log.warning("durable-retry: job %s: could not end the lease now: %s", self.id, exc)
+            return
+        if expired:
+            log.warning(
+                "job %s task=%s attempt=%d event=%s: the pool child died; "
+                "the next sweep applies the policy", self.id, self.name, attempt, event.value,
+            )  # fmt: skip

