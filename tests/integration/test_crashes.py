@@ -6,8 +6,10 @@ import pytest
 
 from tests import jobs
 from tests.conftest import TEST_SETTINGS, wait_for
+from tests.support.ops import control
 from tests.support.records import in_state
-from workers import JobState, control
+from workers import JobState, app, durable_of
+from workers.core.publisher import NextAttempt
 
 pytestmark = pytest.mark.integration
 
@@ -92,8 +94,15 @@ def test_killed_job_never_runs_again_after_every_worker_restarts(redis_client, s
     result = control.kill(job_id, "test: stop it")
     assert result.outcome == "killed"
     # Every worker goes away; its in-memory revoke list with it. The held
-    # countdown message goes back on the queue.
+    # countdown message goes back on the queue, unless the worker was slow
+    # enough to reach its ETA first and drop it as revoked; a stale copy of
+    # the same attempt, as a broker or an application may deliver, is sent too.
     first.stop()
+    durable_of(app).publisher.publish(
+        NextAttempt(job_id=job_id, task=jobs.fail_once_slowly.name, args_json="[]",
+                    kwargs_json="{}", attempt=2, queue=None, eta=None, policy="countdown-3s",
+                    first_failure_at=None)
+    )  # fmt: skip
     second = start_worker("w2")
     wait_for(lambda: "dropped: killed" in second.log_text(), 30, "the stale message to be dropped")
     record = control.status(job_id)
