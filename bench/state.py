@@ -19,6 +19,7 @@ from bench.harness import Bench, CommandStats, load, median
 from bench.report import Row, Section
 from policies import Failure, decide, parse_policy
 from workers.core.failures import failure_from_exception
+from workers.core.outcomes import Payload
 from workers.core.records import history_from_fields
 from workers.core.store import Store
 from workers.ops.control import Control
@@ -95,8 +96,9 @@ def make_retrying(
     if texts is not None:
         error, reason = texts
     for job_id in ids:
+        payload = Payload(f"[{len(job_id)}]", "{}", "celery")
         store.claim(job_id, 1, task=TASK, policy=POLICY.name, owner="bench@host:4242",
-                    lease_ms=LEASE_MS, payload=(f"[{len(job_id)}]", "{}", "celery"))  # fmt: skip
+                    lease_ms=LEASE_MS, payload=payload)  # fmt: skip
     claim = _phase(bench, store, "ok")
     for job_id in ids:
         store.fail(
@@ -145,8 +147,9 @@ def memory(bench: Bench, n: int) -> tuple[Section, dict[str, float]]:
     ]
     section.details += memory_variants(bench, min(n, 20_000))
     for job_id in ids:
+        # With the payload, as a delivery whose record is gone sends it.
         store.claim(job_id, 2, task=TASK, policy=POLICY.name, owner="bench@host:4242",
-                    lease_ms=LEASE_MS)  # fmt: skip
+                    lease_ms=LEASE_MS, payload=Payload())  # fmt: skip
     costs["claim (retry attempt)"] = _phase(bench, store, "ok")
     for job_id in ids:
         store.succeed(job_id, 2, "bench@host:4242", RETENTION_MS)

@@ -16,6 +16,7 @@ from tests.conftest import wait_for
 from tests.integration.test_cli_jobs import OWNER, RETENTION_MS, make_job, run, run_json
 from tests.support.ops import runtime
 from workers import JobState
+from workers.core.outcomes import Payload
 from workers.core.store import Claimed, Store
 
 pytestmark = pytest.mark.integration
@@ -63,7 +64,7 @@ def webhook() -> Iterator[Webhook]:
 
 def _claim(store: Store, job_id: str, attempt: int) -> None:
     claimed = store.claim(job_id, attempt, task="t", policy="fast-forever", owner=OWNER,
-                          lease_ms=60_000)  # fmt: skip
+                          lease_ms=60_000, payload=Payload())  # fmt: skip
     assert isinstance(claimed, Claimed), claimed
 
 

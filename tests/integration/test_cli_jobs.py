@@ -25,6 +25,7 @@ from tests.conftest import wait_for
 from tests.support.ops import control, runtime
 from tests.support.worker_process import ROOT
 from workers import JobState
+from workers.core.outcomes import Payload
 from workers.core.store import Claimed, Store
 from workers.ops.cli import cli
 from workers.ops.cli.common import ExitCode
@@ -56,7 +57,7 @@ def make_job(
     def claim(attempt: int) -> None:
         claimed = store.claim(
             job_id, attempt, task=task, policy=policy, owner=OWNER, lease_ms=600_000,
-            payload=('["secret-argument"]', "{}", "celery"),
+            payload=Payload('["secret-argument"]', "{}", "celery"),
         )  # fmt: skip
         assert isinstance(claimed, Claimed), claimed
 

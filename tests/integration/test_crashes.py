@@ -9,6 +9,7 @@ from tests.conftest import TEST_SETTINGS, wait_for
 from tests.support.ops import control
 from tests.support.records import in_state
 from workers import JobState, app, durable_of
+from workers.core.outcomes import Payload
 from workers.core.publisher import NextAttempt
 
 pytestmark = pytest.mark.integration
@@ -99,8 +100,8 @@ def test_killed_job_never_runs_again_after_every_worker_restarts(redis_client, s
     # the same attempt, as a broker or an application may deliver, is sent too.
     first.stop()
     durable_of(app).publisher.publish(
-        NextAttempt(job_id=job_id, task=jobs.fail_once_slowly.name, args_json="[]",
-                    kwargs_json="{}", attempt=2, queue=None, eta=None, policy="countdown-3s",
+        NextAttempt(job_id=job_id, task=jobs.fail_once_slowly.name, payload=Payload(),
+                    attempt=2, queue=None, eta=None, policy="countdown-3s",
                     first_failure_at=None)
     )  # fmt: skip
     second = start_worker("w2")

@@ -29,6 +29,7 @@ from workers import JobState, app, durable_of
 from workers.core.attempt import Attempt
 from workers.core.clock import RedisClock
 from workers.core.failures import failure_from_exception
+from workers.core.outcomes import Payload
 from workers.core.publisher import NextAttempt, Publisher
 from workers.core.recorder import record_failure
 from workers.core.store import Claimed, Store
@@ -155,7 +156,7 @@ def _running_job(task: str, args: str) -> tuple[str, dict[str, str]]:
     job_id = str(uuid.uuid4())
     claimed = runtime().store.claim(
         job_id, 1, task=f"tests.jobs.{task}", policy="fast", owner="operator-test:1",
-        lease_ms=60_000, payload=(args, "{}", ""),
+        lease_ms=60_000, payload=Payload(args, "{}", ""),
     )  # fmt: skip
     assert isinstance(claimed, Claimed)
     return job_id, claimed.fields

@@ -13,6 +13,7 @@ from tests.support.ops import control
 from tests.support.redis_guard import assert_empty
 from tests.support.worker_process import processes_in_group
 from workers import JobState
+from workers.core.outcomes import Payload
 from workers.ops.embedded_redis import RedisServer, RedisServerError
 
 pytestmark = pytest.mark.integration
@@ -74,7 +75,9 @@ def test_bundled_redis_runs_the_store_scripts_where_no_redis_server_is_installed
     server.start()
     try:
         store = Store(server.client())
-        claimed = store.claim("job-1", 1, task="t", policy="default", owner="n:1", lease_ms=1000)
+        claimed = store.claim(
+            "job-1", 1, task="t", policy="default", owner="n:1", lease_ms=1000, payload=Payload()
+        )
         assert isinstance(claimed, Claimed) and claimed.attempt == 1
         outcome = store.fail("job-1", 1, "n:1", event="error", error="E: x", reason="r",
                              give_up=False, delay_ms=10, retention_ms=1000)  # fmt: skip

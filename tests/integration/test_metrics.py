@@ -18,6 +18,7 @@ from tests.integration.test_cli_jobs import OWNER, closed_port, make_job
 from tests.support.ops import runtime
 from tests.support.worker_process import ROOT
 from workers import JobState, app, durable_of
+from workers.core.outcomes import Payload
 from workers.core.store import Claimed, Store
 from workers.ops.metrics import JobsCollector
 
@@ -69,7 +70,7 @@ def test_metrics_served_by_retryctl_count_the_jobs_created(store, metrics_server
     # A running attempt whose worker died: the sweeper recovers it as an interruption.
     lost = "lost-attempt-1"
     claimed = store.claim(lost, 1, task="tests.jobs.kills_once", policy="three-tries",
-                          owner=OWNER, lease_ms=1, payload=("[]", "{}", ""))  # fmt: skip
+                          owner=OWNER, lease_ms=1, payload=Payload("[]", "{}", ""))  # fmt: skip
     assert isinstance(claimed, Claimed)
     time.sleep(0.01)
     report = durable_of(app).sweeper(owner="metrics-test").run_once()

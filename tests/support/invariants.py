@@ -1,9 +1,10 @@
 """The design's invariants, checked against the live store while faults hit it.
 
-Given the store (key names come from :class:`workers.store.Keys`, never spelt
+Given the store (key names come from :class:`workers.core.keys.Keys`, never spelt
 here) and the jobs of a test, an :class:`InvariantChecker` answers:
 
-- stranded: a non-terminal job with no due entry, no lease and not parked
+- stranded: a non-terminal job with no due entry, no lease, not parked and not
+  an unclaimed first attempt
   (invariant 2; a broker message cannot be inspected cheaply, but every retry,
   countdown ones included, is also in the due set);
 - duplicate bodies: an attempt whose body ran more than once (invariant 1),
@@ -65,11 +66,12 @@ class InvariantChecker:
             pipe.zscore(self.keys.due, job_id)
             pipe.zscore(self.keys.leases, job_id)
             pipe.zscore(self.keys.parked, job_id)
+            pipe.zscore(self.keys.unclaimed, job_id)
         replies = pipe.execute()
         rows = []
         for i, job_id in enumerate(ids):
-            (state, attempt), due, lease, parked = replies[4 * i : 4 * i + 4]
-            indexed = due is not None or lease is not None or parked is not None
+            (state, attempt), *entries = replies[5 * i : 5 * i + 5]
+            indexed = any(entry is not None for entry in entries)
             rows.append((job_id, state, int(attempt or 0), indexed))
         return rows
 
@@ -86,8 +88,8 @@ class InvariantChecker:
             self.highest[job_id] = max(before, attempt)
             if state is not None and state not in TERMINAL and not indexed:
                 self.violations.stranded.append(
-                    f"{job_id}: state {state} at attempt {attempt} with no due entry, "
-                    f"lease or parked entry (sample {self.samples})"
+                    f"{job_id}: state {state} at attempt {attempt} with no due, lease, "
+                    f"parked or unclaimed entry (sample {self.samples})"
                 )
         return len(rows)
 

@@ -37,3 +37,12 @@ class StateUnavailable(Exception):
     Raised after ``DURABLE_REDIS_WAIT_SECONDS`` of retries; nothing about the
     attempt was guessed. A worker hands the message back to the broker.
     """
+
+
+class EnqueueError(RuntimeError):
+    """A durable job could not be enqueued: nothing was published, nothing runs."""
+
+
+class JobGaveUp(Exception):
+    """The policy gave up on a job whose last attempt never finished (its worker
+    died or hit the hard time limit): what its result and link_error report."""

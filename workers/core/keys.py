@@ -47,6 +47,16 @@ class Keys:
         return f"{self.prefix}:nodes"
 
     @property
+    def unclaimed(self) -> str:
+        """First attempts enqueued and not claimed yet, scored by when published."""
+        return f"{self.prefix}:unclaimed"
+
+    @property
+    def node_capacity(self) -> str:
+        """Hash: node -> messages its worker may hold unstarted (prefetch)."""
+        return f"{self.prefix}:node_capacity"
+
+    @property
     def last_death(self) -> str:
         """When a sweeper last found a worker dead (ms, Redis clock)."""
         return f"{self.prefix}:last_death"

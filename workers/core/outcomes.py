@@ -42,11 +42,37 @@ class Dropped:
 
 
 @dataclass(frozen=True)
+class Payload:
+    """What it takes to publish a job's message again: its arguments as JSON, the
+    queue of its first run and the options of its first enqueue (JSON, or "")."""
+
+    args: str = "[]"
+    kwargs: str = "{}"
+    queue: str = ""
+    options: str = ""
+
+
+@dataclass(frozen=True)
 class FailOutcome:
-    """What ``fail`` did; ``state`` is the job's state when it was ``stale``."""
+    """What ``fail`` did; ``state`` is the job's state when it was ``stale``.
+
+    ``payload`` comes with a retry that a broker countdown will hold (the caller
+    publishes it), so the claim never has to carry the arguments.
+    """
 
     kind: FailKind
     now_ms: int = 0
+    due_ms: int = 0
+    state: str = ""
+    payload: Payload | None = None
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What ``enqueue`` did: ``new`` (the record was written) or ``exists``."""
+
+    new: bool
+    created_ms: int = 0
     due_ms: int = 0
     state: str = ""
 
@@ -59,8 +85,6 @@ class DueJob:
     state: str
     attempt: int
     task: str
-    args: str
-    kwargs: str
-    queue: str
+    payload: Payload
     policy: str
     first_failure_at: float | None

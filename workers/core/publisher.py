@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from policies import RetryPolicy
+from workers.core.outcomes import Payload
 
 
 @dataclass(frozen=True)
@@ -21,19 +22,35 @@ class NextAttempt:
 
     job_id: str
     task: str
-    args_json: str
-    kwargs_json: str
+    payload: Payload  # arguments and the first enqueue's options, kept whole
     attempt: int
-    queue: str | None
+    queue: str | None  # where it goes (the policy's retry_queue, else the first run's)
     eta: datetime | None
     policy: str
     first_failure_at: float | None
 
 
-class Publisher(Protocol):
-    """Publishes an attempt's message; raises if the broker refused it."""
+@dataclass(frozen=True)
+class EndedJob:
+    """A job the sweeper ended (its policy gave up after a lost attempt)."""
 
-    def publish(self, message: NextAttempt) -> None: ...
+    job_id: str
+    task: str
+    payload: Payload
+    reason: str
+
+
+class Publisher(Protocol):
+    """The broker side of the core: publishing attempts, and telling Celery's side
+    what Celery did not see happen."""
+
+    def publish(self, message: NextAttempt) -> None:
+        """Publish an attempt's message; raise if the broker refused it."""
+
+    def gave_up(self, job: EndedJob) -> None:
+        """The job ended dead without a worker raising its error (a sweeper judged a
+        lost attempt): store its failure as a result and fire its link_error, as
+        the worker does when a job's last attempt raises."""
 
 
 def retry_queue(policy: RetryPolicy | None, first_queue: str | None) -> str | None:

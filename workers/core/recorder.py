@@ -78,18 +78,15 @@ def record_failure(
     log_transition(attempt, failure.event, outcome.kind, delay, decision.reason)
     alerts.report_if_stuck(rt, attempt, failure, outcome)
     eta = datetime.fromtimestamp(due, tz=timezone.utc) if due is not None else None
-    if outcome.kind is FailKind.RETRY and rides_countdown:
+    if outcome.kind is FailKind.RETRY and rides_countdown and outcome.payload is not None:
         # If the worker dies after this publish, the due entry written above
         # makes a sweeper publish the retry once the death is noticed.
         try:
             publisher.publish(
                 NextAttempt(
-                    job_id=attempt.job_id, task=attempt.task,
-                    args_json=attempt.fields.get("args") or "[]",
-                    kwargs_json=attempt.fields.get("kwargs") or "{}",
-                    attempt=attempt.number + 1,
-                    queue=retry_queue(policy, attempt.fields.get("queue")), eta=eta,
-                    policy=policy.name, first_failure_at=first_failure_at,
+                    job_id=attempt.job_id, task=attempt.task, payload=outcome.payload,
+                    attempt=attempt.number + 1, queue=retry_queue(policy, outcome.payload.queue),
+                    eta=eta, policy=policy.name, first_failure_at=first_failure_at,
                 )
             )  # fmt: skip
         except Exception:

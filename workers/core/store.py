@@ -17,12 +17,21 @@ from typing import Any, cast
 import redis
 
 from workers.core.keys import Keys
-from workers.core.outcomes import Claimed, Dropped, DueJob, FailKind, FailOutcome
+from workers.core.outcomes import (
+    Claimed,
+    Dropped,
+    DueJob,
+    Enqueued,
+    FailKind,
+    FailOutcome,
+    Payload,
+)
 from workers.core.records import ENDED_STATES, JobState
 
 LUA_SCRIPTS = (
-    "claim", "succeed", "fail", "checkpoint", "renew", "interrupt", "take_lease",
-    "take_due", "dispatched", "expired", "kill", "resume", "retry_now", "nodes", "stuck", "purge",
+    "enqueue", "forget", "claim", "succeed", "fail", "checkpoint", "renew", "interrupt",
+    "take_lease", "take_due", "dispatched", "take_unclaimed", "expired", "kill", "resume",
+    "retry_now", "nodes", "stuck", "purge",
 )  # fmt: skip
 
 
@@ -65,6 +74,43 @@ class Store:
     def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         return self._scripts[name](keys=keys, args=args, client=client)
 
+    # -- the producer's (called from apply_async) -----------------------------
+
+    def enqueue(
+        self,
+        job_id: str,
+        *,
+        task: str,
+        policy: str,
+        payload: Payload,
+        countdown_ms: int = 0,
+        broker_holds: bool = True,
+        sweeper_grace_ms: int = 0,
+    ) -> Enqueued:
+        """Write a job's record before its first message goes out (state ``queued``).
+
+        ``broker_holds``: a broker message carries the job (at once or on its
+        countdown); False for a countdown only the due set holds.
+        """
+        k = self.keys
+        reply = self._run(
+            "enqueue",
+            [k.job(job_id), k.unclaimed, k.due],
+            [
+                job_id, task, policy, payload.args, payload.kwargs, payload.options,
+                payload.queue, countdown_ms, "broker" if broker_holds else "redis",
+                sweeper_grace_ms,
+            ],
+        )  # fmt: skip
+        if reply[0] == "new":
+            return Enqueued(True, created_ms=int(reply[1]), due_ms=int(reply[2]))
+        return Enqueued(False, state=str(reply[1]))
+
+    def forget(self, job_id: str, created_ms: int) -> bool:
+        """Remove the record ``enqueue`` made (created at ``created_ms``) if still unclaimed."""
+        k = self.keys
+        return bool(self._run("forget", [k.job(job_id), k.unclaimed, k.due], [job_id, created_ms]))
+
     # -- the attempt's own transitions (called from the task) ---------------
 
     def claim(
@@ -76,17 +122,24 @@ class Store:
         policy: str,
         owner: str,
         lease_ms: int,
-        payload: tuple[str, str, str] = ("[]", "{}", ""),
-    ) -> Claimed | Dropped:
-        """Start ``attempt`` if it is the job's next one; ``payload`` is (args, kwargs, queue)."""
+        payload: Payload | None = None,
+    ) -> Claimed | Dropped | None:
+        """Start ``attempt`` if it is the job's next one.
+
+        Returns None when the job has no record and no ``payload`` was given:
+        call again with the delivery's payload to make the record from it.
+        """
         k = self.keys
+        sent = ("1", payload.args, payload.kwargs, payload.queue) if payload else ("0", "", "", "")
         reply = self._run(
             "claim",
-            [k.job(job_id), k.due, k.leases, k.retrying],
-            [job_id, attempt, task, policy, owner, lease_ms, *payload],
+            [k.job(job_id), k.due, k.leases, k.retrying, k.unclaimed],
+            [job_id, attempt, task, policy, owner, lease_ms, *sent],
         )
         if reply[0] == "ok":
             return Claimed(now_ms=int(reply[1]), fields=_pairs(reply[2:]))
+        if reply[0] == "missing":
+            return None
         return Dropped(why=str(reply[1]), state=str(reply[2]), attempt=int(reply[3] or 0))
 
     def succeed(self, job_id: str, attempt: int, owner: str, retention_ms: int) -> bool:
@@ -131,7 +184,8 @@ class Store:
         if kind is FailKind.STALE:
             return FailOutcome(kind, state=str(reply[1]))
         if kind is FailKind.RETRY:
-            return FailOutcome(kind, now_ms=int(reply[1]), due_ms=int(reply[2]))
+            payload = Payload(*(str(part) for part in reply[3:7])) if len(reply) > 3 else None
+            return FailOutcome(kind, now_ms=int(reply[1]), due_ms=int(reply[2]), payload=payload)
         return FailOutcome(kind, now_ms=int(reply[1]))
 
     def checkpoint(
@@ -186,25 +240,78 @@ class Store:
                       client=pipe)  # fmt: skip
         jobs = []
         for job_id, row in zip(ids, pipe.execute(), strict=True):
-            state, attempt, task, args, kwargs, queue, policy, first = (list(row) + [None] * 8)[:8]
+            state, attempt, task, args, kwargs, queue, policy, first, options = (
+                list(row) + [None] * 9
+            )[:9]
             jobs.append(
                 DueJob(
                     id=job_id, state=str(state), attempt=int(attempt or 0), task=task or "",
-                    args=args or "[]", kwargs=kwargs or "{}", queue=queue or "",
+                    payload=Payload(args or "[]", kwargs or "{}", queue or "", options or ""),
                     policy=policy or "", first_failure_at=int(first) / 1000 if first else None,
                 )
             )  # fmt: skip
         return jobs
 
-    def heartbeat(self, node: str, dead_after_ms: int) -> list[str]:
-        """Say ``node`` is alive; returns the nodes silent for ``dead_after_ms`` (now gone)."""
-        reply = self._run("nodes", [self.keys.nodes, self.keys.last_death],
-                          [node, "beat", dead_after_ms])  # fmt: skip
-        return [str(n) for n in reply]
+    def take_unclaimed(self, published_before_ms: int, limit: int) -> list[DueJob]:
+        """The oldest first attempts published before the cutoff and still unclaimed,
+        at most ``limit``; each is re-scored to now (taken once per cutoff)."""
+        if limit <= 0:
+            return []
+        k = self.keys
+        ids = [
+            str(i)
+            for i in self.redis.zrangebyscore(
+                k.unclaimed, "-inf", f"({published_before_ms}", start=0, num=limit
+            )
+        ]
+        if not ids:
+            return []
+        reply = self._run(
+            "take_unclaimed", [k.unclaimed, *(k.job(i) for i in ids)], [published_before_ms, *ids]
+        )
+        jobs = []
+        for at in range(0, len(reply), 7):
+            row = [str(part) for part in reply[at : at + 7]]
+            job_id, task, args, kwargs, queue, options, policy = row
+            jobs.append(
+                DueJob(
+                    id=job_id, state="queued", attempt=0, task=task,
+                    payload=Payload(args or "[]", kwargs or "{}", queue, options),
+                    policy=policy, first_failure_at=None,
+                )
+            )  # fmt: skip
+        return jobs
+
+    def heartbeat(
+        self, node: str, dead_after_ms: int, capacity: int = 0
+    ) -> tuple[int, list[str]]:
+        """Say ``node`` is alive (its worker may hold ``capacity`` unstarted messages).
+
+        Returns Redis' now (ms) and the nodes silent for ``dead_after_ms`` (now gone).
+        """
+        k = self.keys
+        reply = self._run("nodes", [k.nodes, k.last_death, k.node_capacity],
+                          [node, "beat", dead_after_ms, capacity or ""])  # fmt: skip
+        return int(reply[0]), [str(n) for n in reply[1:]]
 
     def leave(self, node: str) -> None:
         """A clean shutdown: ``node`` is gone, and that is no death."""
-        self._run("nodes", [self.keys.nodes, self.keys.last_death], [node, "leave", 0])
+        k = self.keys
+        self._run("nodes", [k.nodes, k.last_death, k.node_capacity], [node, "leave", 0, ""])
+
+    def fleet_capacity(self, dead: Sequence[str], unknown: int) -> int:
+        """Messages the whole fleet (live nodes and ``dead``) may hold unstarted; then
+        forget the dead nodes' entries. A node that never said counts ``unknown``."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(k.nodes, 0, -1)
+        pipe.hgetall(k.node_capacity)
+        live, capacities = pipe.execute()
+        nodes = {str(n) for n in live} | set(dead)
+        total = sum(int(capacities.get(node) or unknown) for node in nodes)
+        if dead:
+            self.redis.hdel(k.node_capacity, *dead)
+        return total
 
     def release_hold(self, job_id: str) -> None:
         """The countdown of a retry was not published: let a sweeper publish it when due.
@@ -262,7 +369,7 @@ class Store:
             "kill",
             [
                 k.job(job_id), k.due, k.leases, k.retrying, k.parked,
-                k.ended(JobState.KILLED), k.stuck,
+                k.ended(JobState.KILLED), k.stuck, k.unclaimed,
             ],
             [job_id, reason, retention_ms, "1" if record_unknown else "0"],
         )  # fmt: skip
@@ -323,8 +430,15 @@ class Store:
             pipe.hgetall(self.keys.job(job_id))
         return [fields or None for fields in pipe.execute()]
 
+    def index_keys(self, state: JobState) -> tuple[str, ...]:
+        """The indexes that list jobs of ``state``: queued jobs are in the due set
+        (a retry published, or a first attempt with a countdown) or unclaimed."""
+        if state is JobState.QUEUED:
+            return (self.keys.unclaimed, self.keys.due)
+        return (self.index_key(state),)
+
     def index_key(self, state: JobState) -> str:
-        """The index that lists jobs of ``state`` (queued and retrying share the due set)."""
+        """The main index of ``state`` (retrying and queued retries share the due set)."""
         if state in (JobState.RETRYING, JobState.QUEUED):
             return self.keys.due
         if state is JobState.RUNNING:
@@ -370,7 +484,8 @@ class Store:
         """Entries in each index, by index name: one round trip of ZCARDs."""
         k = self.keys
         names = {
-            "due": k.due, "leases": k.leases, "parked": k.parked, "stuck": k.stuck,
+            "due": k.due, "unclaimed": k.unclaimed, "leases": k.leases, "parked": k.parked,
+            "stuck": k.stuck,
             **{state.value: k.ended(state) for state in ENDED_STATES},
         }  # fmt: skip
         pipe = self.redis.pipeline(transaction=False)

@@ -34,7 +34,8 @@ from policies import Event, RetryPolicy, decide
 from workers.core.attempt import Attempt
 from workers.core.clock import RedisClock
 from workers.core.failures import interruption_failure
-from workers.core.publisher import NextAttempt, Publisher, retry_queue
+from workers.core.outcomes import FailKind, Payload
+from workers.core.publisher import EndedJob, NextAttempt, Publisher, retry_queue
 from workers.core.recorder import record_failure
 from workers.core.runtime import Runtime
 
@@ -47,6 +48,9 @@ SAFETY_LEASES = 10
 # Trimming is cheap (one ZREMRANGEBYSCORE per ended state), but there is no
 # hurry either: a stale index entry only points at an expired record.
 TRIM_EVERY_SECONDS = 10.0
+# A node that never said how many messages it may hold unstarted (a worker of
+# an older release) counts as Celery's default prefetch (4) on a few processes.
+UNKNOWN_NODE_CAPACITY = 16
 _rng = random.Random()
 
 PolicyLookup = Callable[[str, str], RetryPolicy | None]
@@ -58,6 +62,7 @@ class SweepReport:
     """What one pass did, for logs, metrics and tests."""
 
     dispatched: int = 0
+    republished: int = 0
     recovered: int = 0
     unparked: int = 0
     trimmed: int = 0
@@ -69,11 +74,18 @@ class Sweeper:
     """One worker's sweeper. ``run_once`` is one pass; ``start`` runs passes on a thread."""
 
     def __init__(
-        self, rt: Runtime, publisher: Publisher, policy_for: PolicyLookup, owner: str
+        self,
+        rt: Runtime,
+        publisher: Publisher,
+        policy_for: PolicyLookup,
+        owner: str,
+        capacity: int = 0,
     ) -> None:
+        """``capacity``: how many messages this worker may hold unstarted (its prefetch)."""
         self.rt = rt
         self.publisher = publisher
         self.policy_for = policy_for
+        self.capacity = capacity
         self.owner = f"sweeper:{owner}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,16 +95,24 @@ class Sweeper:
 
     def run_once(self) -> SweepReport:
         report = SweepReport()
-        report.dead_workers = self.rt.store.heartbeat(self.owner, self.rt.lease_ms)
+        now_ms, report.dead_workers = self.rt.store.heartbeat(
+            self.owner, self.rt.lease_ms, self.capacity
+        )
         for node in report.dead_workers:
             log.warning("durable-retry: worker %s stopped answering; its countdown retries "
-                        "will be published by the sweepers", node)  # fmt: skip
+                        "and unstarted first attempts will be published by the sweepers",
+                        node)  # fmt: skip
+        report.republished = self.republish_unclaimed(now_ms, report.dead_workers)
         report.dispatched = self.dispatch_due()
         report.recovered = self.recover_expired_leases(report)
         report.unparked = self.unpark()
         # Counted for metrics; no round trip when the pass recovered nothing.
         self.rt.store.add_stats(
-            {"recoveries:due": report.dispatched, "recoveries:lease": report.recovered}
+            {
+                "recoveries:due": report.dispatched,
+                "recoveries:lease": report.recovered,
+                "recoveries:unclaimed": report.republished,
+            }
         )
         settings = self.rt.settings
         trim_every = min(TRIM_EVERY_SECONDS, settings.retention / 2,
@@ -101,6 +121,35 @@ class Sweeper:
             self._last_trim = time.monotonic()
             report.trimmed = self.rt.store.trim_ended()
         return report
+
+    def republish_unclaimed(self, now_ms: int, dead_workers: list[str]) -> int:
+        """Publish again first attempts that may have been lost; returns how many.
+
+        A worker pops messages from the head of its queue, so what a dead
+        worker held (popped, prefetched, or lost by kombu between its pop and
+        its unacked record) is among the oldest unclaimed first attempts: at
+        most the fleet's prefetch capacity of them. Those are copied once per
+        death, whatever the backlog behind them; claim drops every extra copy.
+        Any first attempt unclaimed for the safety time (the broker's
+        visibility timeout) is copied too: a message lost without a death.
+        """
+        store = self.rt.store
+        jobs = []
+        if dead_workers:
+            limit = store.fleet_capacity(dead_workers, unknown=UNKNOWN_NODE_CAPACITY)
+            jobs += store.take_unclaimed(now_ms, limit)
+        safety_ms = int(self.rt.settings.effective_visibility_timeout * 1000)
+        jobs += store.take_unclaimed(now_ms - safety_ms, BATCH)
+        for job in jobs:
+            self.publisher.publish(
+                NextAttempt(
+                    job_id=job.id, task=job.task, payload=job.payload, attempt=1, queue=None,
+                    eta=None, policy=job.policy, first_failure_at=None,
+                )
+            )  # fmt: skip
+            log.info("job %s task=%s attempt=1 published again by the sweeper (not claimed; "
+                     "a worker died or the safety time passed)", job.id, job.task)  # fmt: skip
+        return len(jobs)
 
     def dispatch_due(self) -> int:
         store = self.rt.store
@@ -114,9 +163,9 @@ class Sweeper:
             policy = self.policy_for(job.task, job.policy)
             self.publisher.publish(
                 NextAttempt(
-                    job_id=job.id, task=job.task, args_json=job.args, kwargs_json=job.kwargs,
-                    attempt=job.attempt + 1, queue=retry_queue(policy, job.queue), eta=None,
-                    policy=job.policy, first_failure_at=job.first_failure_at,
+                    job_id=job.id, task=job.task, payload=job.payload, attempt=job.attempt + 1,
+                    queue=retry_queue(policy, job.payload.queue) if job.attempt else None,
+                    eta=None, policy=job.policy, first_failure_at=job.first_failure_at,
                 )
             )  # fmt: skip
             published += 1
@@ -155,9 +204,24 @@ class Sweeper:
             recorded = record_failure(
                 self.rt, self.publisher, attempt, failure, decision, countdown_allowed=False
             )
+            if recorded is not None and recorded.kind is FailKind.DEAD:
+                self._gave_up(attempt, decision.reason)
             if recorded is not None:
                 recovered += 1
         return recovered
+
+    def _gave_up(self, attempt: Attempt, reason: str) -> None:
+        fields = attempt.fields
+        payload = Payload(
+            fields.get("args") or "[]", fields.get("kwargs") or "{}", fields.get("queue") or "",
+            fields.get("opts") or "",
+        )  # fmt: skip
+        try:
+            self.publisher.gave_up(EndedJob(attempt.job_id, attempt.task, payload, reason))
+        except Exception:
+            # The job is dead in Redis either way; only its result and errbacks are missing.
+            log.exception("job %s: its failure was recorded but not reported to Celery's "
+                          "result backend and link_error", attempt.job_id)  # fmt: skip
 
     def unpark(self) -> int:
         store = self.rt.store

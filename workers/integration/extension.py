@@ -90,9 +90,11 @@ class DurableExtension:
         except UnknownPolicyError:
             return None
 
-    def sweeper(self, owner: str) -> Sweeper:
-        """A sweeper that publishes on this app and knows this app's tasks."""
-        return Sweeper(self.runtime, self.publisher, self.policy_for, owner=owner)
+    def sweeper(self, owner: str, capacity: int = 0) -> Sweeper:
+        """A sweeper that publishes on this app and knows this app's tasks;
+        ``capacity``: how many messages its worker may hold unstarted."""
+        return Sweeper(self.runtime, self.publisher, self.policy_for, owner=owner,
+                       capacity=capacity)  # fmt: skip
 
 
 def install(app: Celery, *, settings: Settings | None = None, configure: bool = False) -> (
@@ -143,7 +145,9 @@ class DurableStep(bootsteps.StartStopStep):
                  ", ".join(names), runtime.settings.sweep_seconds)  # fmt: skip
         patches.apply(lambda app: Control.of_runtime(durable_of(app).runtime))
         hostname = getattr(parent, "hostname", None) or "worker"
-        self.sweeper = extension.sweeper(owner=f"{hostname}:{os.getpid()}")
+        self.sweeper = extension.sweeper(
+            owner=f"{hostname}:{os.getpid()}", capacity=_prefetch_capacity(parent)
+        )
         self.sweeper.start()
         _serve_metrics(runtime)
 
@@ -154,6 +158,17 @@ class DurableStep(bootsteps.StartStopStep):
 
     def terminate(self, parent: Any) -> None:
         self.stop(parent)
+
+
+# With worker_prefetch_multiplier 0 a worker takes every message it can get.
+UNBOUNDED_PREFETCH = 10_000
+
+
+def _prefetch_capacity(worker: Any) -> int:
+    """How many messages this worker may hold unstarted: its prefetch count."""
+    multiplier = int(worker.app.conf.worker_prefetch_multiplier or 0)
+    concurrency = int(getattr(worker, "concurrency", 1) or 1)
+    return multiplier * concurrency if multiplier > 0 else UNBOUNDED_PREFETCH
 
 
 def _serve_metrics(runtime: Runtime) -> None:

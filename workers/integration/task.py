@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
+from celery.utils import uuid
 from kombu.exceptions import EncodeError
 from kombu.utils import json as kombu_json
 
@@ -27,15 +28,17 @@ from workers.core.attempt import Attempt
 from workers.core.clock import RedisClock
 from workers.core.errors import (
     CheckpointTooLarge,
+    EnqueueError,
     NotJSONSerializable,
     Permanent,
     StateUnavailable,
 )
 from workers.core.failures import error_text, failure_from_exception
-from workers.core.outcomes import Claimed, FailKind
+from workers.core.outcomes import Claimed, Dropped, FailKind, Payload
 from workers.core.recorder import record_failure
 from workers.core.records import checkpoint_from_fields
 from workers.core.runtime import Runtime
+from workers.integration.enqueue import FirstMessage
 from workers.integration.extension import DurableExtension, durable_of, install
 from workers.integration.publish import ATTEMPT_HEADER, attempt_from_header
 
@@ -148,12 +151,39 @@ class DurableTask(Task):
             # counts and windows come from Redis, not from a copy patched here.
             current.fields = fields
 
-    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
-        """Enqueue the job; an argument JSON cannot carry is named in the error."""
-        try:
-            return super().apply_async(args, kwargs, **options)
-        except EncodeError as exc:
-            raise not_json_error(self.name, args, kwargs) from exc
+    def apply_async(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        task_id: str | None = None,
+        producer: Any = None,
+        **options: Any,
+    ) -> Any:
+        """Enqueue the job: its record is in Redis before its message goes out.
+
+        Raises :class:`~workers.core.errors.EnqueueError` (nothing published)
+        when Redis does not take the record; an argument JSON cannot carry is
+        named in the error. If the broker refuses the message, the record is
+        removed again and the broker's error propagates.
+        """
+        app = self._get_app()
+        if app.conf.task_always_eager:
+            return super().apply_async(args, kwargs, task_id=task_id, producer=producer, **options)
+        job_id = task_id or uuid()
+        options["headers"] = {**(options.get("headers") or {}), ATTEMPT_HEADER: 1}
+        with app.producer_or_acquire(producer) as real:
+            first = FirstMessage(real, self.durable.runtime, job_id, self.name, self.policy.name)
+            try:
+                return super().apply_async(
+                    args, kwargs, task_id=job_id, producer=first, **options
+                )
+            except EncodeError as exc:
+                raise not_json_error(self.name, args, kwargs) from exc
+            except EnqueueError:
+                raise
+            except BaseException:
+                first.forget()
+                raise
 
     def retry(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Refused: a durable job retries by its policy; raise the exception instead."""
@@ -181,20 +211,31 @@ class DurableTask(Task):
                 job_id, self.name, ATTEMPT_HEADER, request.get(ATTEMPT_HEADER),
             )  # fmt: skip
             raise Reject(f"bad {ATTEMPT_HEADER} header", requeue=False)
-        payload = (
-            # kombu's JSON, as on the wire: it carries datetimes, UUIDs, Decimals.
-            (kombu_json.dumps(list(args)), kombu_json.dumps(kwargs), _delivery_queue(request))
-            if wanted == 1
-            else ("", "", "")
-        )
-        claimed = _call(
-            rt,
-            lambda: rt.store.claim(
+
+        def claim(payload: Payload | None) -> Claimed | Dropped | None:
+            return rt.store.claim(
                 job_id, wanted, task=self.name, policy=self.policy.name, owner=owner,
                 lease_ms=rt.lease_ms, payload=payload,
-            ),
-            "claiming an attempt",
-        )  # fmt: skip
+            )  # fmt: skip
+
+        def payload() -> Payload:
+            # kombu's JSON, as on the wire: it carries datetimes, UUIDs, Decimals.
+            return Payload(
+                kombu_json.dumps(list(args)), kombu_json.dumps(kwargs), _delivery_queue(request)
+            )
+
+        # A message without the attempt header was not enqueued through this
+        # layer (send_task by name, an older producer): no record was written
+        # for it, so the claim makes one from the message, in the same call.
+        enqueued_here = request.get(ATTEMPT_HEADER) is not None
+        claimed = _call(
+            rt, lambda: claim(None if enqueued_here else payload()), "claiming an attempt"
+        )
+        if claimed is None:
+            # The record is gone although the job was enqueued here: the state
+            # Redis lost data. Make it again from the message rather than lose the job.
+            claimed = _call(rt, lambda: claim(payload()), "claiming an attempt")
+        assert claimed is not None  # claim with a payload always answers
         if not isinstance(claimed, Claimed):
             log.info(
                 "job %s task=%s delivery for attempt %d dropped: %s (job %s at attempt %d)",

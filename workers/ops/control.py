@@ -27,7 +27,7 @@ JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}$")
 
 
 # What ``list_jobs`` shows without a state filter: jobs that are not finished.
-LIVE_STATES = (JobState.RUNNING, JobState.RETRYING, JobState.PARKED)
+LIVE_STATES = (JobState.RUNNING, JobState.RETRYING, JobState.PARKED, JobState.QUEUED)
 
 
 class InvalidJobId(ValueError):
@@ -163,12 +163,13 @@ class Control:
     ) -> list[JobRecord]:
         """Jobs from the indexes (never a key scan), newest index entries last.
 
-        Without ``state``: running, waiting (retrying and queued) and parked jobs.
+        Without ``state``: running, waiting (retrying and queued) and parked jobs, and
+        first attempts not started yet.
         ``stuck``: only jobs reported stuck in their current failure streak.
         """
         st = self.store
         states = [state] if state is not None else list(LIVE_STATES)
-        keys = list(dict.fromkeys(st.index_key(s) for s in states))
+        keys = list(dict.fromkeys(key for s in states for key in st.index_keys(s)))
         if stuck:
             keys = [st.keys.stuck]
         found: list[JobRecord] = []

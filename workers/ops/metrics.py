@@ -35,12 +35,13 @@ from workers.core.store import Store
 log = logging.getLogger(__name__)
 
 OLDEST_FAILURE_SAMPLE = 2000
-RECOVERY_KINDS = ("lease", "due")
+RECOVERY_KINDS = ("lease", "due", "unclaimed")
 
 # Index name (Store.index_sizes) -> the state label it is counted under.
 STATE_OF_INDEX = {
     "leases": JobState.RUNNING.value,
     "due": JobState.RETRYING.value,  # waiting jobs: retrying, and queued for their retry
+    "unclaimed": JobState.QUEUED.value,  # first attempts not started yet
     "parked": JobState.PARKED.value,
     "succeeded": JobState.SUCCEEDED.value,
     "dead": JobState.DEAD.value,
@@ -101,7 +102,8 @@ class JobsCollector:
         recoveries = counter(
             "durable_recoveries",
             "Work a sweeper recovered: lease (an attempt whose worker died, judged as a "
-            "failure), due (a retry the sweeper published).",
+            "failure), due (a retry the sweeper published), unclaimed (a first attempt "
+            "published again after a worker died or the safety time).",
             labels=["kind"],
         )
         for kind in RECOVERY_KINDS:

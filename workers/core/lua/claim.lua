@@ -4,26 +4,35 @@
 --
 -- KEYS[1] job hash            KEYS[2] due zset
 -- KEYS[3] leases zset         KEYS[4] retrying-count hash (field = policy)
--- ARGV[1] job id              ARGV[2] attempt this delivery carries (1 = fresh enqueue)
+-- KEYS[5] unclaimed zset (first attempts not claimed yet)
+-- ARGV[1] job id              ARGV[2] attempt this delivery carries (1 = first)
 -- ARGV[3] task name           ARGV[4] policy name
 -- ARGV[5] owner ("node:pid")  ARGV[6] lease length, ms
--- ARGV[7] args json           ARGV[8] kwargs json      ARGV[9] queue
---         (7-9 are stored when the record is created, so that a retry can be
---          published again even if the worker dies during the first attempt)
+-- ARGV[7] "1" when ARGV[8..10] carry the payload, "0" when they do not
+-- ARGV[8] args json           ARGV[9] kwargs json      ARGV[10] queue
+--         (the record is written at enqueue; a delivery that finds none, from
+--          an older producer, send_task by name, or state Redis lost, comes
+--          back with the payload and the record is made from it)
 --
--- Returns {"ok", now_ms, field1, value1, ...} (the job hash after the claim)
+-- Returns {"ok", now_ms, field1, value1, ...} (the job hash after the claim,
+-- without args, kwargs and opts: the attempt does not need them, a countdown
+-- retry gets them from fail)
 --      or {"drop", why, state, attempt}
+--      or {"missing"} (no record, and no payload was sent)
+
 -- include: now_ms
+
 local now = now_ms()
 local wanted = tonumber(ARGV[2])
 local state = redis.call('HGET', KEYS[1], 'state')
 
 if not state then
-  -- First delivery: the record is created here, not at enqueue, so the
-  -- success path costs one script before and one after the body.
+  if ARGV[7] ~= '1' then
+    return {'missing'}
+  end
   redis.call('HSET', KEYS[1], 'task', ARGV[3], 'policy', ARGV[4], 'state', 'running',
     'attempt', wanted, 'streak_base', wanted - 1, 'created_at', now, 'updated_at', now,
-    'owner', ARGV[5], 'args', ARGV[7], 'kwargs', ARGV[8], 'queue', ARGV[9])
+    'owner', ARGV[5], 'args', ARGV[8], 'kwargs', ARGV[9], 'queue', ARGV[10])
 else
   local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt'))
   if state ~= 'retrying' and state ~= 'queued' then
@@ -33,14 +42,24 @@ else
   if wanted ~= attempt + 1 then
     return {'drop', 'stale', state, attempt}
   end
-  redis.call('HINCRBY', KEYS[4], redis.call('HGET', KEYS[1], 'policy'), -1)
+  if attempt > 0 then
+    -- a waiting retry (first attempts, attempt 0, were never counted)
+    redis.call('HINCRBY', KEYS[4], redis.call('HGET', KEYS[1], 'policy'), -1)
+  end
   redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
   redis.call('HSET', KEYS[1], 'state', 'running', 'attempt', wanted, 'updated_at', now,
     'owner', ARGV[5])
   redis.call('HDEL', KEYS[1], 'next_attempt_at', 'interrupt', 'held')
 end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[1])
-local out = redis.call('HGETALL', KEYS[1])
-table.insert(out, 1, now)
-table.insert(out, 1, 'ok')
+local out = {'ok', now}
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local name = fields[i]
+  if name ~= 'args' and name ~= 'kwargs' and name ~= 'opts' then
+    table.insert(out, name)
+    table.insert(out, fields[i + 1])
+  end
+end
 return out

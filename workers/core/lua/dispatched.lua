@@ -1,35 +1,40 @@
 -- dispatched: a sweeper took this waiting job from the due set (take_due);
 -- decide whether to publish its next attempt now.
 --
--- A retry held by a broker countdown ("held") is published only if a worker
--- died since it was scheduled (the dead worker may have held its message), or
--- if it is overdue by more than the safety margin. Otherwise a live worker
+-- A job held by a broker message ("held": a countdown, or a message a sweeper
+-- published earlier) is published only if a worker died since (the dead
+-- worker may have held its message), or if it is overdue by more than the
+-- safety margin. Otherwise a live worker
 -- holds it, maybe behind a backlog: publishing a copy would only lengthen the
 -- backlog (the copy is dropped by claim, but costs a delivery), so it waits.
 --
 -- KEYS[1] job hash   KEYS[2] due zset   KEYS[3] last-worker-death key (ms)
 -- ARGV[1] job id     ARGV[2] safety margin ms
 --
--- Returns {state, attempt, task, args, kwargs, queue, policy, first_failure_at}:
+-- Returns {state, attempt, task, args, kwargs, queue, policy, first_failure_at, opts}:
 -- state "queued" means publish it now; "held" means a live worker holds it
 -- (its due entry, pushed back by take_due, brings it round again); any other
 -- state (killed, running, gone) means do not publish, and the entry is dropped.
+
 -- include: now_ms
+
 local now = now_ms()
 local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'task', 'args', 'kwargs',
-  'queue', 'policy', 'first_failure_at', 'held', 'next_attempt_at')
-local held, next_at = job[9], job[10]
-job[9], job[10] = nil, nil
-if job[1] == 'retrying' and held then
+  'queue', 'policy', 'first_failure_at', 'opts', 'held', 'next_attempt_at')
+local held, next_at = job[10], job[11]
+job[10], job[11] = nil, nil
+local waiting = job[1] == 'retrying' or job[1] == 'queued'
+if waiting and held then
   local died = tonumber(redis.call('GET', KEYS[3]) or '0')
   if died < tonumber(held) and now < tonumber(next_at or '0') + tonumber(ARGV[2]) then
     job[1] = 'held'
     return job
   end
 end
-if job[1] == 'retrying' or job[1] == 'queued' then
-  redis.call('HSET', KEYS[1], 'state', 'queued')
-  redis.call('HDEL', KEYS[1], 'held')
+if waiting then
+  -- The message published now holds the job: like a countdown, it is copied
+  -- again only after a worker death or the safety margin, not every pass.
+  redis.call('HSET', KEYS[1], 'state', 'queued', 'held', now)
   job[1] = 'queued'
   return job
 end

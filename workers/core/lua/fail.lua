@@ -17,8 +17,9 @@
 --                         publishes it only if a worker died since then
 -- ARGV[10] max_retrying (-1 = no cap)            ARGV[11] retention ms
 --
--- Returns {"retry", now_ms, due_ms} | {"parked", now_ms} | {"dead", now_ms}
---      or {"stale", state}
+-- Returns {"retry", now_ms, due_ms} (plus args, kwargs, queue, opts when a
+-- broker countdown will hold the retry: the caller publishes it)
+--      | {"parked", now_ms} | {"dead", now_ms} | {"stale", state}
 
 -- include: now_ms
 -- include: fence
@@ -68,4 +69,9 @@ else
 end
 redis.call('HINCRBY', KEYS[4], policy, 1)
 redis.call('ZADD', KEYS[3], due + tonumber(ARGV[9]), ARGV[1])
+if tonumber(ARGV[9]) > 0 then
+  local payload = redis.call('HMGET', KEYS[1], 'args', 'kwargs', 'queue', 'opts')
+  return {'retry', now, due, payload[1] or '[]', payload[2] or '{}', payload[3] or '',
+    payload[4] or ''}
+end
 return {'retry', now, due}

@@ -4,6 +4,7 @@
 -- KEYS[1] job hash   KEYS[2] due zset   KEYS[3] leases zset
 -- KEYS[4] retrying-count hash           KEYS[5] parked zset
 -- KEYS[6] killed index zset (score = expiry ms)   KEYS[7] stuck zset
+-- KEYS[8] unclaimed zset (first attempts not claimed yet)
 -- ARGV[1] job id     ARGV[2] reason     ARGV[3] retention ms
 -- ARGV[4] "1" to record the kill of a job this store has not seen yet
 --         (enqueued, never started), so its message is dropped when it comes
@@ -11,7 +12,7 @@
 -- Returns {"killed", previous state} | {"unknown"} | {"finished", state}
 -- include: now_ms
 local now = now_ms()
-local job = redis.call('HMGET', KEYS[1], 'state', 'policy')
+local job = redis.call('HMGET', KEYS[1], 'state', 'policy', 'attempt')
 local state = job[1]
 if not state then
   if ARGV[4] ~= '1' then
@@ -22,14 +23,16 @@ if not state then
 elseif state == 'killed' or state == 'succeeded' then
   return {'finished', state}
 end
-if state == 'retrying' or state == 'queued' then
+if (state == 'retrying' or state == 'queued') and job[3] ~= '0' then
+  -- a waiting retry (first attempts, attempt 0, were never counted)
   redis.call('HINCRBY', KEYS[4], job[2], -1)
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
-redis.call('HDEL', KEYS[1], 'owner', 'next_attempt_at', 'interrupt')
+redis.call('ZREM', KEYS[8], ARGV[1])
+redis.call('HDEL', KEYS[1], 'owner', 'next_attempt_at', 'interrupt', 'held')
 redis.call('HSET', KEYS[1], 'state', 'killed', 'killed_reason', ARGV[2], 'updated_at', now)
 local expires = now + tonumber(ARGV[3])
 redis.call('PEXPIREAT', KEYS[1], expires)

@@ -17,7 +17,8 @@ if stale then
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 -- The arguments and checkpoint are only needed to run it again: free them.
-redis.call('HDEL', KEYS[1], 'owner', 'args', 'kwargs', 'queue', 'checkpoint', 'interrupt')
+redis.call('HDEL', KEYS[1], 'owner', 'args', 'kwargs', 'queue', 'opts', 'checkpoint',
+  'interrupt')
 redis.call('HSET', KEYS[1], 'state', 'succeeded', 'updated_at', now)
 local expires = now + tonumber(ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], expires)

@@ -1,0 +1,154 @@
+"""Durable from enqueue: the record exists before the first message is published,
+so no path from ``apply_async`` to the first claim can lose a job or hold it
+for the broker's visibility timeout (an hour by default)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from celery import Celery
+
+from tests import jobs
+from tests.conftest import TEST_SETTINGS, wait_for
+from tests.support.cli import run_retryctl
+from tests.support.ops import control, runtime
+from tests.support.records import in_state
+from workers import JobState, durable_task, install
+from workers.core.errors import EnqueueError
+from workers.core.settings import load_settings
+from workers.ops.embedded_redis import free_port
+
+LEASE = float(TEST_SETTINGS["DURABLE_LEASE_SECONDS"])
+SWEEP = float(TEST_SETTINGS["DURABLE_SWEEP_SECONDS"])
+
+
+def _redis_now_ms(redis_client) -> int:
+    seconds, micros = redis_client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def test_prefetched_first_attempts_of_a_sigkilled_worker_run_on_the_next(
+    redis_client, start_worker
+):
+    """One busy pool process, three first attempts in its prefetch buffer: SIGKILL."""
+    first = start_worker("w1", concurrency=1)
+    busy = jobs.sleepy.delay(60).id
+    wait_for(lambda: jobs.body_runs(redis_client, busy).get(1), 30, "the busy body to start")
+    waiting = [jobs.add.delay(i, i).id for i in range(3)]
+    # All three left the queue: the worker holds them (prefetch), none started.
+    wait_for(lambda: redis_client.llen("celery") == 0, 30, "the worker to prefetch them")
+    assert all(in_state(i, JobState.QUEUED) for i in waiting)
+    killed_at = _redis_now_ms(redis_client)
+    first.kill()
+    start_worker("w2")
+    for job_id in waiting:
+        wait_for(lambda j=job_id: in_state(j, JobState.SUCCEEDED), 60, f"{job_id} to succeed")
+    for job_id in waiting:
+        assert jobs.body_runs(redis_client, job_id) == {1: 1}
+        started = jobs.body_started_ms(redis_client, job_id, 1)
+        assert started is not None
+        late_by = (started - killed_at) / 1000
+        assert late_by <= LEASE + SWEEP + 6, f"{job_id} ran {late_by:.1f}s after the kill"
+
+
+def test_first_countdown_held_by_a_sigkilled_worker_runs_once_when_due(
+    redis_client, start_worker
+):
+    first = start_worker("w1")
+    result = jobs.add.apply_async((2, 3), countdown=3)
+    due_ms = int(redis_client.hget(runtime().store.keys.job(result.id), "next_attempt_at"))
+    wait_for(lambda: redis_client.llen("celery") == 0, 30, "w1 to hold the countdown message")
+    first.kill()
+    start_worker("w2")
+    wait_for(lambda: in_state(result.id, JobState.SUCCEEDED), 60, "the job to run")
+    assert jobs.body_runs(redis_client, result.id) == {1: 1}
+    started = jobs.body_started_ms(redis_client, result.id, 1)
+    assert started is not None and started >= due_ms, "it ran before its countdown"
+    late_by = (started - due_ms) / 1000
+    assert late_by <= LEASE + SWEEP + 4, f"ran {late_by:.1f}s after it was due"
+
+
+def test_first_countdown_longer_than_the_visibility_timeout_runs_once_not_early(
+    redis_client, start_worker
+):
+    """Longer than DURABLE_MAX_COUNTDOWN: only the due set holds it, never the broker."""
+    start_worker("w1", env={"DURABLE_VISIBILITY_TIMEOUT": "2", "DURABLE_MAX_COUNTDOWN": "1"})
+    result = jobs.add.apply_async((1, 1), countdown=5)
+    assert redis_client.llen("celery") == 0, "nothing is published before it is due"
+    record = control.status(result.id)
+    assert record is not None and record.state is JobState.QUEUED
+    due_ms = int(record.next_attempt_at.timestamp() * 1000)
+    wait_for(lambda: in_state(result.id, JobState.SUCCEEDED), 60, "the job to run")
+    time.sleep(2 + SWEEP)  # past another visibility timeout: no second delivery
+    assert jobs.body_runs(redis_client, result.id) == {1: 1}
+    started = jobs.body_started_ms(redis_client, result.id, 1)
+    assert started is not None and started >= due_ms
+
+
+def _identity(x: int) -> int:
+    return x
+
+
+def _own_app(redis_url: str, broker_url: str) -> Celery:
+    own = Celery("enqueue-test", set_as_current=False)
+    own.conf.update(broker_url=broker_url, task_publish_retry=False,
+                    broker_connection_retry=False, broker_connection_max_retries=0)  # fmt: skip
+    settings = load_settings().model_copy(update={"redis_url": redis_url})
+    install(own, settings=settings)
+    return own
+
+
+def test_enqueue_with_the_state_redis_down_raises_and_publishes_nothing(redis_client, redis_server):
+    dead = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    own = _own_app(dead, redis_server.url)
+    job = durable_task(app=own, policy="fast", name="enqueue_test.add")(_identity)
+    with pytest.raises(EnqueueError) as raised:
+        job.delay(1)
+    message = str(raised.value)
+    assert "redis://:***@127.0.0.1" in message and "nothing was published" in message
+    assert "hunter2" not in message
+    assert redis_client.llen("celery") == 0
+
+
+def test_a_broker_that_refuses_the_message_leaves_no_record(redis_client, redis_server):
+    own = _own_app(redis_server.url, f"redis://127.0.0.1:{free_port()}/0")
+    job = durable_task(app=own, policy="fast", name="enqueue_test.refused")(_identity)
+    job_id = "refused-by-the-broker-1"
+    with pytest.raises(Exception) as raised:
+        job.apply_async((1,), task_id=job_id)
+    assert not isinstance(raised.value, EnqueueError)  # the broker's own error
+    assert runtime().store.get(job_id) is None, "a refused job must not run later"
+
+
+def test_queued_jobs_are_listed_shown_and_killed_without_force(
+    redis_client, redis_server, start_worker
+):
+    job_id = jobs.add.delay(1, 2).id
+    listed = run_retryctl(redis_server.url, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert job_id in listed.stdout and '"queued"' in listed.stdout
+    shown = run_retryctl(redis_server.url, "show", job_id)
+    assert shown.returncode == 0 and "queued" in shown.stdout, shown.stdout + shown.stderr
+    killed = run_retryctl(redis_server.url, "kill", job_id)
+    assert killed.returncode == 0, killed.stderr
+    worker = start_worker("w1")
+    wait_for(lambda: "dropped: killed" in worker.log_text(), 30, "the message to be dropped")
+    assert jobs.body_runs(redis_client, job_id) == {}
+
+
+def test_a_worker_death_copies_at_most_what_the_fleet_could_hold(redis_client, start_worker):
+    """200 first attempts wait on a queue nobody consumes; a worker dies. Its sweeper's
+    peers copy the oldest few (the fleet's prefetch capacity), not the backlog."""
+    backlog = [jobs.add.delay(i, 0).id for i in range(200)]
+    store = runtime().store
+    store.heartbeat("sweeper:ghost@host:1", int(LEASE * 1000), capacity=4)
+    worker = start_worker("w1", concurrency=1, queues="elsewhere")
+    text = "attempt=1 published again by the sweeper"
+    wait_for(lambda: text in worker.log_text(), 30, "the ghost's death to be noticed")
+    time.sleep(3 * SWEEP)  # a few more passes: no more copies without another death
+    copies = worker.log_text().count(text)
+    # The ghost held at most 4; the live worker (prefetch 4 x 1) is counted too.
+    assert copies == 8, copies
+    assert redis_client.llen("celery") == 200 + 8
+    assert all(in_state(i, JobState.QUEUED) for i in backlog)

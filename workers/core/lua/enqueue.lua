@@ -1,0 +1,47 @@
+-- enqueue: write a job's record before its first message is published, so
+-- nothing between apply_async and the first claim can lose it (a worker that
+-- pops the message and dies, a prefetch buffer, a long first countdown).
+--
+-- KEYS[1] job hash   KEYS[2] unclaimed zset (first attempts not claimed yet,
+--                    scored by when they were published)
+-- KEYS[3] due zset   (first attempts with a countdown)
+-- ARGV[1] job id     ARGV[2] task name      ARGV[3] policy name
+-- ARGV[4] args json  ARGV[5] kwargs json    ARGV[6] message options json
+-- ARGV[7] queue      ARGV[8] countdown ms (0: run now)
+-- ARGV[9] "broker" when a broker message holds the job (now, or on its
+--         countdown), "redis" when only the due set holds it (a countdown
+--         longer than DURABLE_MAX_COUNTDOWN: the sweeper publishes it when due)
+-- ARGV[10] sweeper grace ms (due-set score of a broker-held countdown = due + grace)
+--
+-- Returns {"new", now_ms, due_ms}, or {"exists", state, attempt} when the id
+-- is known already (enqueued twice, or killed before it was enqueued): the
+-- record is left as it is, and claim fences the extra message.
+
+-- include: now_ms
+
+local now = now_ms()
+local state = redis.call('HGET', KEYS[1], 'state')
+if state then
+  return {'exists', state, redis.call('HGET', KEYS[1], 'attempt') or '0'}
+end
+local countdown = tonumber(ARGV[8])
+local due = now + countdown
+redis.call('HSET', KEYS[1], 'task', ARGV[2], 'policy', ARGV[3], 'state', 'queued',
+  'attempt', 0, 'streak_base', 0, 'created_at', now, 'updated_at', now,
+  'args', ARGV[4], 'kwargs', ARGV[5], 'queue', ARGV[7])
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[1], 'opts', ARGV[6])
+end
+if countdown <= 0 then
+  redis.call('ZADD', KEYS[2], now, ARGV[1])
+  return {'new', now, now}
+end
+redis.call('HSET', KEYS[1], 'next_attempt_at', due)
+if ARGV[9] == 'broker' then
+  -- As a countdown retry: a sweeper publishes it only if a worker died since.
+  redis.call('HSET', KEYS[1], 'held', now)
+  redis.call('ZADD', KEYS[3], due + tonumber(ARGV[10]), ARGV[1])
+else
+  redis.call('ZADD', KEYS[3], due, ARGV[1])
+end
+return {'new', now, due}
