@@ -257,3 +257,18 @@ def fail_once_wait_8s(self: Any) -> str:
     if _ran(self) == 1:
         raise ConnectionError("first attempt fails")
     return "ok"
+
+
+@durable_task(policy="ceiling-2s", bind=True)
+def busy_once(self: Any, retry_after: float) -> str:
+    """Says it has no capacity on its first attempt and when to come back."""
+    if _ran(self) == 1:
+        raise NoCapacity("the service is busy", retry_after=retry_after)
+    return "ok"
+
+
+@durable_task(policy="window-2s", bind=True)
+def busy_past_the_window(self: Any, retry_after: float) -> str:
+    """Always busy, asking to come back after its policy's window ends."""
+    _ran(self)
+    raise NoCapacity("the service is busy", retry_after=retry_after)
