@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -272,3 +273,27 @@ def busy_past_the_window(self: Any, retry_after: float) -> str:
     """Always busy, asking to come back after its policy's window ends."""
     _ran(self)
     raise NoCapacity("the service is busy", retry_after=retry_after)
+
+
+@durable_task(policy="connection-only", bind=True)
+def retries_like_celery(self: Any, how: str, seconds: float = 2) -> str:
+    """Code migrated from plain Celery: the first attempt calls ``self.retry`` ``how``
+    (countdown, eta, or countdown while handling the error); the second succeeds."""
+    if _ran(self) > 1:
+        return "ok"
+    refused = ConnectionError("upstream refused")
+    if how == "countdown":
+        raise self.retry(exc=refused, countdown=seconds)
+    if how == "eta":
+        raise self.retry(exc=refused, eta=datetime.now(timezone.utc) + timedelta(seconds=seconds))
+    try:
+        raise refused
+    except ConnectionError:
+        raise self.retry(countdown=seconds) from None
+
+
+@durable_task(policy="three-tries", bind=True)
+def retries_with_max_retries(self: Any) -> None:
+    """Celery's ``self.retry(max_retries=5)``: refused, every attempt."""
+    _ran(self)
+    raise self.retry(exc=ConnectionError("upstream refused"), max_retries=5)

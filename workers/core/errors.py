@@ -37,6 +37,27 @@ class NoCapacity(Exception):
         self.retry_after = retry_after
 
 
+class RetryRequested(Exception):
+    """What ``raise self.retry(...)`` raises in a durable job: a failure of the attempt.
+
+    ``exc`` is the failure the policy judges (the ``exc=`` given, or the
+    exception being handled when ``retry()`` was called); without one, the
+    failure is this exception itself, an ``error``. ``retry_after`` is the
+    delay hint from ``countdown=`` or ``eta=`` (None: the policy's backoff).
+    """
+
+    def __init__(
+        self, message: str, exc: Exception | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.exc = exc
+        self.retry_after = retry_after
+
+
+class RetryOptionError(TypeError):
+    """``self.retry()`` got an option a durable job does not accept; the message says why."""
+
+
 class Permanent(Exception):
     """Retrying cannot help: the job gives up at once, whatever its policy says."""
 
