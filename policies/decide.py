@@ -146,9 +146,10 @@ def decide(
 
     Checks, in order: the event is one the policy retries; for errors,
     ``never_retry`` and ``retry_on``; the attempt limit; then the delay
-    (backoff, or the job's ``retry_after`` hint capped at the backoff max)
-    and whether the next attempt would still start inside the retry window.
-    An event's override replaces the policy's window, attempt limit or backoff.
+    (backoff, or exactly the job's ``retry_after`` hint, above the backoff
+    max too) and whether the next attempt would still start inside the retry
+    window. An event's override replaces the policy's window, attempt limit
+    or backoff.
     """
     if not math.isfinite(now):
         raise ValueError(f"now must be a finite time, got {now!r}")
@@ -193,37 +194,40 @@ def decide(
     if override.sets("duration"):
         window, started = override.duration, history.event_started_at.get(event)
         window_name, failing = f"{event} window", f"failing with {event} for"
+        window_field = f"events.{event}.duration"
     else:
         window, started = policy.duration, history.streak_started_at
         window_name, failing = "retry window", "failing for"
+        window_field = "duration"
     elapsed = max(0.0, now - (now if started is None else started))
 
     if override.backoff is not None:
         backoff, n = override.backoff, event_number
     else:
         backoff, n = policy.backoff, history.streak_attempts
-    delay = compute_backoff(backoff, n, rng)
-    when = f"next attempt in {format_duration(delay)}"
-    if failure.retry_after is not None:
-        # The job knows best when to come back, within the policy's ceiling.
-        delay = min(failure.retry_after, backoff.max)
+    hint = failure.retry_after
+    if hint is None:
+        delay = compute_backoff(backoff, n, rng)
         when = f"next attempt in {format_duration(delay)}"
-        if failure.retry_after > backoff.max:
-            when += (
-                f" (the job asked for {format_duration(failure.retry_after)}; "
-                f"capped at backoff max {format_duration(backoff.max)})"
-            )
-        else:
-            when += " (the job's retry_after)"
+    else:
+        # The job knows when it can be answered (a service's Retry-After, a
+        # migrated countdown): its hint is the delay, without jitter and above
+        # the backoff ceiling too, as in Temporal, Sidekiq, tenacity and Celery.
+        # Only the window and the attempt limit bound it.
+        delay = hint
+        above = f", above backoff max {format_duration(backoff.max)}" if hint > backoff.max else ""
+        when = f"next attempt in {format_duration(delay)} (the job's retry_after{above})"
 
     if window is None:
         return Retry(delay, f"{said}; {window_name} off; {when}")
     if elapsed + delay > window:
-        used = (
-            "used up"
-            if elapsed >= window
-            else f"ends before the next attempt in {format_duration(delay)}"
-        )
+        if elapsed >= window:
+            used = "used up"
+        elif hint is not None:
+            # Name the field: the operator sees which limit the hint outlasted.
+            used = f"({window_field}) ends before the job's retry_after of {format_duration(hint)}"
+        else:
+            used = f"ends before the next attempt in {format_duration(delay)}"
         return GiveUp(
             f"{said}; gave up: {window_name} {format_duration(window)} {used} "
             f"({failing} {format_duration(elapsed)})",

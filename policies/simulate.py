@@ -1,8 +1,11 @@
 """Play a policy forward on a job that keeps failing, to see its schedule.
 
 Time here is synthetic: the first failure happens at 0 and each later attempt
-fails ``attempt_time`` seconds after it starts. Used by ``retryctl policies
-simulate`` and by the property tests.
+fails ``attempt_time`` seconds after it starts. Every attempt fails the same
+way; a ``failure`` with ``retry_after`` plays a job that always gives that
+hint (a service's Retry-After, a migrated ``countdown``), so the schedule
+shows the hint as the delay and where the window or ``max_attempts`` stops it.
+Used by ``retryctl policies simulate`` and by the property tests.
 """
 
 from __future__ import annotations

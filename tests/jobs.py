@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -257,3 +258,42 @@ def fail_once_wait_8s(self: Any) -> str:
     if _ran(self) == 1:
         raise ConnectionError("first attempt fails")
     return "ok"
+
+
+@durable_task(policy="ceiling-2s", bind=True)
+def busy_once(self: Any, retry_after: float) -> str:
+    """Says it has no capacity on its first attempt and when to come back."""
+    if _ran(self) == 1:
+        raise NoCapacity("the service is busy", retry_after=retry_after)
+    return "ok"
+
+
+@durable_task(policy="window-2s", bind=True)
+def busy_past_the_window(self: Any, retry_after: float) -> str:
+    """Always busy, asking to come back after its policy's window ends."""
+    _ran(self)
+    raise NoCapacity("the service is busy", retry_after=retry_after)
+
+
+@durable_task(policy="connection-only", bind=True)
+def retries_like_celery(self: Any, how: str, seconds: float = 2) -> str:
+    """Code migrated from plain Celery: the first attempt calls ``self.retry`` ``how``
+    (countdown, eta, or countdown while handling the error); the second succeeds."""
+    if _ran(self) > 1:
+        return "ok"
+    refused = ConnectionError("upstream refused")
+    if how == "countdown":
+        raise self.retry(exc=refused, countdown=seconds)
+    if how == "eta":
+        raise self.retry(exc=refused, eta=datetime.now(timezone.utc) + timedelta(seconds=seconds))
+    try:
+        raise refused
+    except ConnectionError:
+        raise self.retry(countdown=seconds) from None
+
+
+@durable_task(policy="three-tries", bind=True)
+def retries_with_max_retries(self: Any) -> None:
+    """Celery's ``self.retry(max_retries=5)``: refused, every attempt."""
+    _ran(self)
+    raise self.retry(exc=ConnectionError("upstream refused"), max_retries=5)

@@ -16,7 +16,13 @@ The package has three parts (docs/DESIGN.md, "Layout"): ``workers.core``
 kombu) and ``workers.ops`` (retryctl, control, metrics).
 """
 
-from workers.core.errors import CheckpointTooLarge, NoCapacity, Permanent
+from workers.core.errors import (
+    CheckpointTooLarge,
+    NoCapacity,
+    Permanent,
+    RetryOptionError,
+    RetryRequested,
+)
 from workers.core.records import JobRecord, JobState
 from workers.integration.decorator import TaskOptionError, durable_task
 from workers.integration.default_app import app
@@ -30,6 +36,8 @@ __all__ = [
     "JobState",
     "NoCapacity",
     "Permanent",
+    "RetryOptionError",
+    "RetryRequested",
     "TaskOptionError",
     "app",
     "durable_of",

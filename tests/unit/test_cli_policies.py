@@ -186,6 +186,24 @@ def test_simulate_no_capacity_uses_the_capacity_backoff() -> None:
     assert max(step["delay"] for step in simulated["steps"]) <= 300
 
 
+def test_simulate_retry_after_is_the_delay_until_the_window_ends() -> None:
+    simulated = run_json(
+        "policies", "simulate", "default", "--retry-after", "25m", "--attempts", "20"
+    )
+    # 25m is above default's backoff max (10m): every delay is the hint, and the
+    # third failure, at 50m, would come back after the 1h window ends.
+    assert [step["delay"] for step in simulated["steps"][:-1]] == [1500.0] * 2
+    assert simulated["gave_up"]["attempt"] == 3
+    assert simulated["gave_up"]["limit"] == "duration"
+    assert "(duration) ends before the job's retry_after of 25m" in simulated["gave_up"]["reason"]
+
+
+def test_simulate_text_names_the_hint() -> None:
+    result = run("policies", "simulate", "default", "--retry-after", "15m")
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "asking to come back in 15m (retry_after)" in result.stdout
+
+
 @pytest.mark.parametrize("attempts", ["0", "100001"])
 def test_simulate_attempts_out_of_range_exits_2(attempts: str) -> None:
     result = run("policies", "simulate", "default", "--attempts", attempts)

@@ -192,12 +192,60 @@ def test_retry_after_hint_replaces_the_computed_delay() -> None:
     assert "next attempt in 42s (the job's retry_after)" in decision.reason
 
 
-def test_retry_after_hint_is_capped_at_the_backoff_max() -> None:
+def test_retry_after_hint_wins_over_the_backoff_max() -> None:
     hinted = failure(Event.NO_CAPACITY, retry_after=7200)
     decision = decide(steady(duration="off"), FIRST, hinted, 0, rng())
     assert isinstance(decision, Retry)
-    assert decision.delay == 600
-    assert "the job asked for 2h; capped at backoff max 10m" in decision.reason
+    assert decision.delay == 7200
+    assert "next attempt in 2h (the job's retry_after, above backoff max 10m)" in decision.reason
+
+
+def test_retry_after_hint_is_not_jittered() -> None:
+    jittered = parse_policy({"backoff": {"jitter": "full", "initial": "1m"}})
+    hinted = failure(Event.NO_CAPACITY, retry_after=30)
+    assert all(decide(jittered, FIRST, hinted, 0, random.Random(seed)).delay == 30
+               for seed in range(20))  # fmt: skip
+
+
+def test_retry_after_hint_of_an_error_is_the_delay_too() -> None:
+    hinted = CONNECTION_ERROR.model_copy(update={"retry_after": 90.0})
+    decision = decide(steady(backoff={"max": "1m"}), FIRST, hinted, 0, rng())
+    assert decision == Retry(90.0, decision.reason)
+
+
+def test_retry_after_hint_past_the_window_gives_up_on_duration() -> None:
+    history = History(attempts=2, streak_attempts=2, streak_started_at=0)
+    hinted = failure(Event.NO_CAPACITY, retry_after=120)
+    decision = decide(steady(duration="10m"), history, hinted, 500, rng())
+    assert decision == GiveUp(
+        "attempt 2 of unlimited failed (no-capacity) with NoCapacity; gave up: retry window "
+        "10m (duration) ends before the job's retry_after of 2m (failing for 8m20s)",
+        "duration",
+    )
+
+
+def test_retry_after_hint_past_an_event_window_names_the_events_duration() -> None:
+    policy = steady(duration="off", events={"no-capacity": {"duration": "1m"}})
+    hinted = failure(Event.NO_CAPACITY, retry_after=61)
+    decision = decide(policy, FIRST, hinted, 0, rng())
+    assert isinstance(decision, GiveUp)
+    assert decision.limit == "duration"
+    assert "no-capacity window 1m (events.no-capacity.duration) ends before" in decision.reason
+
+
+def test_retry_after_hint_that_just_fits_the_window_retries() -> None:
+    history = History(attempts=2, streak_attempts=2, streak_started_at=0)
+    hinted = failure(Event.NO_CAPACITY, retry_after=100)
+    decision = decide(steady(duration="10m"), history, hinted, 500, rng())
+    assert decision == Retry(100.0, decision.reason)
+
+
+def test_retry_after_hint_does_not_lift_max_attempts() -> None:
+    third = History(attempts=3, streak_attempts=3, streak_started_at=0)
+    hinted = failure(Event.NO_CAPACITY, retry_after=5)
+    decision = decide(steady(max_attempts=3), third, hinted, 10, rng())
+    assert isinstance(decision, GiveUp)
+    assert decision.limit == "max_attempts"
 
 
 def test_long_error_messages_are_cut_in_the_reason() -> None:
@@ -259,18 +307,56 @@ def test_window_off_without_attempt_limit_always_retries_an_allowed_event(
     assert isinstance(decision, Retry)
 
 
+def _ceiling(policy: RetryPolicy, event: Event) -> float:
+    override = policy.override(event)
+    return (override.backoff or policy.backoff).max
+
+
 @given(policies(), histories(), failures(), st.floats(min_value=0, max_value=10**10))
-def test_every_decision_is_a_retry_within_the_ceiling_or_a_named_give_up(
+def test_every_decision_is_a_retry_within_the_ceiling_or_the_hint_or_a_named_give_up(
     policy: RetryPolicy, history: History, failed: Failure, now: float
 ) -> None:
     decision = decide(policy, history, failed, now, random.Random(0))
     if isinstance(decision, Retry):
-        assert 0 <= decision.delay <= 7 * 86400
+        # The ceiling holds for computed delays; a job's hint is the delay exactly.
+        if failed.retry_after is None:
+            assert 0 <= decision.delay <= _ceiling(policy, failed.event)
+        else:
+            assert decision.delay == failed.retry_after
         assert decision.reason
     else:
         assert decision.limit in {"event", "never_retry", "not_retry_on", "duration",
                                   "max_attempts"}
         assert "gave up" in decision.reason
+
+
+@given(
+    policies(),
+    histories(),
+    st.data(),
+    st.floats(min_value=0, max_value=10**7),
+    st.floats(min_value=0, max_value=10**9),
+)
+def test_a_hint_is_the_delay_or_the_job_gives_up_on_duration_or_max_attempts(
+    policy: RetryPolicy, history: History, data: st.DataObject, hint: float, now: float
+) -> None:
+    judged = policy.model_copy(update={"retry_on": (), "never_retry": ()})
+    event = data.draw(st.sampled_from(sorted(judged.on_events)))
+    hinted = data.draw(failures(event)).model_copy(update={"retry_after": hint})
+    decision = decide(judged, history, hinted, now, random.Random(0))
+    if isinstance(decision, Retry):
+        assert decision.delay == hint
+        return
+    assert decision.limit in {"duration", "max_attempts"}
+    if decision.limit == "duration":
+        # It gave up only because the hint lands past the end of the window.
+        override = judged.override(event)
+        if override.sets("duration"):
+            window, started = override.duration, history.event_started_at.get(event, now)
+        else:
+            window, started = judged.duration, history.streak_started_at
+        assert window is not None
+        assert max(0.0, now - (now if started is None else started)) + hint > window
 
 
 @settings(max_examples=60)

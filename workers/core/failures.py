@@ -3,14 +3,15 @@
 An exception becomes a :class:`policies.Failure`: its event (``error``,
 ``no-capacity``, ``timeout``), its type and the types it derives from (for
 ``retry_on`` / ``never_retry``), a bounded message and the job's own delay
-hint. Lost attempts (a worker that died, a hard time limit) have no exception;
+hint (``NoCapacity(retry_after=...)``, ``self.retry(countdown=...)``). Lost
+attempts (a worker that died, a hard time limit) have no exception;
 :func:`interruption_failure` describes them.
 """
 
 from __future__ import annotations
 
 from policies import Event, Failure
-from workers.core.errors import NoCapacity
+from workers.core.errors import NoCapacity, RetryRequested
 
 MAX_ERROR_CHARS = 2000
 
@@ -37,11 +38,22 @@ def _dotted(cls: type) -> str:
 def failure_from_exception(
     exc: BaseException, timeout_types: tuple[type[BaseException], ...] = ()
 ) -> Failure:
-    """The policy's view of what went wrong; ``timeout_types`` are soft time limits."""
+    """The policy's view of what went wrong; ``timeout_types`` are soft time limits.
+
+    ``self.retry(exc=..., countdown=N)`` is judged as its ``exc`` (so ``retry_on``
+    and ``never_retry`` see the real error) with the delay hint N.
+    """
+    if isinstance(exc, RetryRequested) and exc.exc is not None:
+        judged = failure_from_exception(exc.exc, timeout_types)
+        if exc.retry_after is None:
+            return judged  # the policy's backoff, or the NoCapacity's own hint
+        return judged.model_copy(update={"retry_after": exc.retry_after})
     if isinstance(exc, NoCapacity):
         event, retry_after = Event.NO_CAPACITY, exc.retry_after
     elif timeout_types and isinstance(exc, timeout_types):
         event, retry_after = Event.TIMEOUT, None
+    elif isinstance(exc, RetryRequested):  # self.retry() with no error to blame
+        event, retry_after = Event.ERROR, exc.retry_after
     else:
         event, retry_after = Event.ERROR, None
     return Failure(

@@ -14,7 +14,10 @@ import json
 import logging
 import os
 import random
+import sys
 import threading
+import time
+from datetime import datetime
 from typing import Any, NoReturn
 
 from celery import Task
@@ -31,12 +34,14 @@ from workers.core.errors import (
     EnqueueError,
     NotJSONSerializable,
     Permanent,
+    RetryRequested,
     StateUnavailable,
 )
 from workers.core.failures import error_text, failure_from_exception
 from workers.core.outcomes import Claimed, Dropped, FailKind, Payload
 from workers.core.recorder import record_failure
 from workers.core.records import checkpoint_from_fields
+from workers.core.retry_call import retry_requested
 from workers.core.runtime import Runtime
 from workers.integration.enqueue import FirstMessage
 from workers.integration.extension import DurableExtension, durable_of, install
@@ -46,6 +51,7 @@ log = logging.getLogger("workers.jobs")
 
 _rng = random.Random()
 _running = threading.local()
+_NOT_GIVEN: Any = object()  # retry(max_retries=None) is refused too: None has two meanings
 
 
 def not_json_error(task: str, args: Any, kwargs: Any) -> NotJSONSerializable:
@@ -185,12 +191,46 @@ class DurableTask(Task):
                 first.forget()
                 raise
 
-    def retry(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Refused: a durable job retries by its policy; raise the exception instead."""
-        raise TypeError(
-            f"{self.name}: durable tasks do not call self.retry(); raise the exception "
-            "(or NoCapacity(retry_after=...)) and the policy decides when to retry"
-        )
+    def retry(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: Exception | None = None,
+        throw: bool = True,
+        eta: datetime | None = None,
+        countdown: float | None = None,
+        max_retries: Any = _NOT_GIVEN,
+        **options: Any,
+    ) -> NoReturn:
+        """Celery's ``raise self.retry(exc=exc, countdown=N)``: fail this attempt, hinting N.
+
+        The attempt fails with ``exc`` (or the exception being handled; else a
+        :class:`RetryRequested`), judged by the policy like any failure; the
+        delay is ``countdown`` seconds, or until ``eta`` by Redis' clock, above
+        the backoff max too, while the window and max_attempts still bound the
+        job. Without either, the policy's backoff decides. ``max_retries``, new
+        ``args``/``kwargs``, ``throw=False`` and message options are refused with
+        a :class:`RetryOptionError` saying why (docs/MIGRATING.md).
+        """
+        refused: dict[str, Any] = {}
+        if max_retries is not _NOT_GIVEN:
+            refused["max_retries"] = max_retries
+        if args is not None:
+            refused["args"] = args
+        if kwargs is not None:
+            refused["kwargs"] = kwargs
+        if not throw:
+            refused["throw"] = throw
+        refused.update(options)
+        current = self._attempt
+        requested = retry_requested(
+            self.name, exc=exc, countdown=countdown, eta=eta, refused=refused,
+            now=current.clock.now() if current else time.time(), handling=sys.exc_info()[1],
+        )  # fmt: skip
+        if current is None and requested.exc is not None:
+            # Called as a function (no attempt): raise the error, as Celery does.
+            raise requested.exc
+        raise requested
 
     # -- the attempt -------------------------------------------------------------
 
@@ -296,6 +336,8 @@ class DurableTask(Task):
 
     def _after_failure(self, rt: Runtime, current: Attempt, exc: Exception) -> NoReturn:
         failure = failure_from_exception(exc, timeout_types=(SoftTimeLimitExceeded,))
+        if isinstance(exc, RetryRequested) and exc.exc is not None:
+            exc = exc.exc  # self.retry(exc=...): the job failed with exc
         decision: Decision
         if isinstance(exc, Permanent):
             decision = GiveUp(

@@ -210,7 +210,12 @@ def _never_ends(policy: RetryPolicy, event: Event) -> bool:
     show_default=True,
     help="Exception class of each failure, for retry_on/never_retry.",
 )
-@click.option("--retry-after", default=None, help="The job's retry_after hint, e.g. 30s.")
+@click.option(
+    "--retry-after",
+    default=None,
+    help="The job's retry_after hint on every failure, e.g. 30s: it is the delay, "
+    "above backoff max too, until the window or max_attempts ends the job.",
+)
 @click.option(
     "--attempt-time", default="0s", show_default=True, help="How long each attempt runs."
 )
@@ -287,7 +292,13 @@ def simulate_policy(
 def _print_schedule(
     policy: RetryPolicy, failure: Failure, seed: int, attempts: int, steps: list[Step]
 ) -> None:
-    click.echo(f"policy {policy.name}, every attempt fails with {failure.event}, seed {seed}")
+    hint = (
+        "" if failure.retry_after is None
+        else f" asking to come back in {format_duration(failure.retry_after)} (retry_after)"
+    )  # fmt: skip
+    click.echo(
+        f"policy {policy.name}, every attempt fails with {failure.event}{hint}, seed {seed}"
+    )
     rows = []
     for step in steps:
         if isinstance(step.decision, GiveUp):
