@@ -257,3 +257,17 @@ def fail_once_wait_8s(self: Any) -> str:
     if _ran(self) == 1:
         raise ConnectionError("first attempt fails")
     return "ok"
+
+
+@durable_task(
+    policy={
+        "duration": "off",
+        "max_attempts": 40,
+        "backoff": {"initial": "1m", "factor": 1, "max": "1m", "jitter": "none"},
+    },
+    bind=True,
+)
+def fails_under_inline_policy(self: Any) -> None:
+    """Fails; its unnamed inline policy is named after the task (retries a minute apart)."""
+    _ran(self)
+    raise ConnectionError("partner API for globex unreachable")

@@ -180,7 +180,7 @@ def test_show_prints_the_record_the_effective_policy_and_why_it_runs_again(store
     assert '["secret-argument"]' in out  # show is everything the store knows
     assert "it runs again: attempt 3 is due" in out
     assert "window: off" in out
-    assert "policy fast-forever (effective values):" in out
+    assert "policy fast-forever (effective values; " in out and "policies.yaml):" in out
     assert "duration: 'off'" in out or "duration: off" in out
 
     data = run_json("show", job_id)

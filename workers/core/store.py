@@ -382,6 +382,28 @@ class Store:
         counts = cast(dict[str, str], self.redis.hgetall(self.keys.stats))
         return {name: int(n) for name, n in counts.items()}
 
+    # -- the registry of the policies workers serve ------------------------------
+
+    def write_policies(self, entries: dict[str, str]) -> int:
+        """Set each policy name's entry (overwriting it); returns how many names are kept."""
+        pipe = self.redis.pipeline(transaction=False)
+        if entries:
+            mapping: dict[Any, Any] = dict(entries)
+            pipe.hset(self.keys.policies, mapping=mapping)
+        pipe.hlen(self.keys.policies)
+        return int(pipe.execute()[-1])
+
+    def policy_entry(self, name: str) -> str | None:
+        entry = self.redis.hget(self.keys.policies, name)
+        return None if entry is None else str(entry)
+
+    def policy_entries(self) -> dict[str, str]:
+        return cast(dict[str, str], self.redis.hgetall(self.keys.policies))
+
+    def drop_policies(self, names: Sequence[str]) -> None:
+        if names:
+            self.redis.hdel(self.keys.policies, *names)
+
     def sample_ids(self, key: str, count: int) -> list[str]:
         """All of an index's ids if it holds at most ``count``, else a random ``count`` of them."""
         if self.index_size(key) <= count:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,8 @@ from workers.ops.cli.common import (
     fail,
     print_json,
     redis_errors,
+    registered_from,
+    registered_policy,
 )
 from workers.ops.cli.render import job_json, jobs_table, print_wide, since, until, utc
 from workers.ops.control import LIVE_STATES, Control, InvalidJobId, validate_job_id
@@ -206,17 +209,44 @@ def list_jobs(
 # -- show ------------------------------------------------------------------------------
 
 
-def _policy_of(conn: Connection, name: str) -> tuple[RetryPolicy | None, str | None]:
-    """The job's policy from the catalogue, or why it cannot be shown."""
+@dataclass(frozen=True)
+class PolicyView:
+    """The policy show explains: where it was found, or why none was."""
+
+    policy: RetryPolicy | None
+    source: str | None = None
+    note: str | None = None
+
+
+def _policy_of(conn: Connection, name: str) -> PolicyView:
+    """The job's policy from the catalogue retryctl reads, else from the workers' registry."""
     if not name:
-        return None, "the job has no policy recorded (a kill recorded before it started)"
+        return PolicyView(None, note="the job has no policy recorded (a kill recorded before "
+                                     "it started)")  # fmt: skip
     try:
-        return load_catalog(conn.settings.policy_file).get(name), None
+        catalog = load_catalog(conn.settings.policy_file)
+        unreadable = None
     except PolicyError as error:
-        return None, (
-            f"policy {name} is not in the catalogue retryctl reads (built-ins and "
-            f"DURABLE_POLICY_FILE); it may be an inline policy of the task. ({error})"
-        )
+        catalog, unreadable = None, str(error)
+    try:
+        registered = registered_policy(conn, name)
+    except PolicyError as error:
+        registered, unreadable = None, str(error)
+    if catalog is not None and name in catalog:
+        view = PolicyView(catalog.get(name), source=catalog.source(name))
+        if registered is not None and registered.policy != view.policy:
+            return PolicyView(view.policy, view.source, note=(
+                "the workers registered other values under this name "
+                f"({registered_from(registered)}): the policy file retryctl reads is not "
+                "the workers'; theirs decide"))  # fmt: skip
+        return view
+    if registered is not None:
+        return PolicyView(registered.policy, source=registered_from(registered))
+    return PolicyView(None, note=(
+        f"policy {name} is in neither the catalogue retryctl reads (built-ins and "
+        "DURABLE_POLICY_FILE) nor the policies workers registered in Redis when they "
+        "started; a worker that serves it registers it when it starts"
+        + (f" ({unreadable})" if unreadable else "")))  # fmt: skip
 
 
 def explain(
@@ -308,7 +338,8 @@ def show(job_id: str, as_json: bool) -> None:
     lease_end = ms_to_datetime(int(lease)) if lease is not None else None
     stuck_at = ms_to_datetime(int(stuck)) if stuck is not None else None
     expires_at = ms_to_datetime(expires)
-    policy, policy_note = _policy_of(conn, record.policy)
+    view = _policy_of(conn, record.policy)
+    policy = view.policy
     why = explain(record, fields, now, policy, lease_end, stuck_at)
     if as_json:
         print_json({
@@ -318,11 +349,12 @@ def show(job_id: str, as_json: bool) -> None:
             "stuck_since": stuck_at.isoformat() if stuck_at else None,
             "record_expires_at": expires_at.isoformat() if expires_at else None,
             "policy": policy.effective() if policy else None,
-            "policy_note": policy_note,
+            "policy_source": view.source,
+            "policy_note": view.note,
             "why": why,
         })  # fmt: skip
         return
-    _print_show(record, fields, now, lease_end, expires_at, policy, policy_note, why)
+    _print_show(record, fields, now, lease_end, expires_at, view, why)
 
 
 def _print_show(
@@ -331,8 +363,7 @@ def _print_show(
     now: datetime,
     lease_end: datetime | None,
     expires_at: datetime | None,
-    policy: RetryPolicy | None,
-    policy_note: str | None,
+    view: PolicyView,
     why: list[str],
 ) -> None:
     failures = ", ".join(f"{event.value} {n}" for event, n in record.failures.items()) or "-"
@@ -367,10 +398,13 @@ def _print_show(
     for line in why:
         click.echo(f"  {line}")
     click.echo("")
+    policy = view.policy
     if policy is None:
-        click.echo(f"policy: {policy_note}")
+        click.echo(f"policy: {view.note}")
         return
-    click.echo(f"policy {policy.name} (effective values):")
+    click.echo(f"policy {policy.name} (effective values; {view.source}):")
+    if view.note:
+        click.echo(f"  note: {view.note}")
     text = yaml.safe_dump(policy.effective(), sort_keys=False, default_flow_style=False)
     for line in text.rstrip().splitlines():
         click.echo(f"  {line}")
