@@ -356,6 +356,48 @@ def test_watch_refreshes_a_table_of_stuck_and_retrying_jobs(store):
     assert len(frames) == 2 and frames[0]["counts"]["stuck"] == 1
 
 
+# -- id prefixes -------------------------------------------------------------------------------
+
+
+def test_a_unique_id_prefix_names_a_job_in_every_command(store):
+    a = make_job(store, JobState.RETRYING, job_id="7997a1cb-3efc-4c30-954e-000000000001")
+    b = make_job(store, JobState.RETRYING, job_id="7997b2cb-3efc-4c30-954e-000000000002")
+    c = make_job(store, JobState.DEAD, job_id="ed92c3cb-3efc-4c30-954e-000000000003")
+
+    shown = run("show", "7997a")
+    assert shown.exit_code == ExitCode.OK, shown.output
+    assert shown.stdout.splitlines()[0].split() == ["job", a]
+    assert run("retry-now", "7997b").stdout == f"{b}: due now\n"
+
+    killed = run("kill", "7997a", "ed92")
+    assert killed.exit_code == ExitCode.OK, killed.output
+    assert killed.stdout.splitlines() == [f"killed {a} (was retrying)", f"killed {c} (was dead)"]
+    assert store.get(a)["state"] == "killed" and store.get(c)["state"] == "killed"
+    assert store.get(b)["state"] == "retrying"
+
+
+def test_a_prefix_of_several_jobs_exits_2_naming_them_and_does_nothing(store):
+    a = make_job(store, JobState.RETRYING, job_id="7997a1cb-0000-4000-8000-000000000001")
+    b = make_job(store, JobState.PARKED, job_id="7997b2cb-0000-4000-8000-000000000002")
+    other = make_job(store, JobState.RETRYING)
+
+    for args in (("show", "7997"), ("kill", other, "7997"), ("resume", "7997")):
+        result = run(*args)
+        assert result.exit_code == ExitCode.USAGE, (args, result.output)
+        assert f"7997 is the start of the ids of several jobs: {a}, {b}" in result.stderr
+    assert store.get(other)["state"] == "retrying"  # refused before acting on any
+
+
+def test_a_full_id_wins_over_longer_ids_it_starts_and_short_prefixes_are_not_matched(store):
+    short = make_job(store, JobState.RETRYING, job_id="job-1")
+    make_job(store, JobState.RETRYING, job_id="job-10")
+    assert run_json("show", "job-1")["job"]["id"] == short
+    too_short = run("show", "job")
+    assert too_short.exit_code == ExitCode.NOT_FOUND
+    assert "an id prefix needs at least 4 characters" in too_short.stderr
+    assert run("show", "zzzz").exit_code == ExitCode.NOT_FOUND
+
+
 # -- exit codes and the console script -------------------------------------------------------
 
 

@@ -323,6 +323,26 @@ class Store:
             pipe.hgetall(self.keys.job(job_id))
         return [fields or None for fields in pipe.execute()]
 
+    def exists(self, job_id: str) -> bool:
+        return bool(self.redis.exists(self.keys.job(job_id)))
+
+    def ids_with_prefix(self, prefix: str, limit: int, count: int = 5000) -> list[str]:
+        """Up to ``limit`` indexed job ids that start with ``prefix``: ZSCAN of each index.
+
+        Every record is in one index (due, leases, parked, ended:<state>), so
+        no key scan is needed. ``prefix`` must hold no glob character (job ids
+        never do: see ``validate_job_id``). Cost: the indexes' size / ``count``
+        round trips, fewer when ``limit`` is reached early.
+        """
+        found: dict[str, None] = {}
+        k = self.keys
+        for key in (k.due, k.leases, k.parked, *(k.ended(s) for s in ENDED_STATES)):
+            for member, _score in self.redis.zscan_iter(key, match=f"{prefix}*", count=count):
+                found[str(member)] = None
+                if len(found) >= limit:
+                    return list(found)
+        return list(found)
+
     def index_key(self, state: JobState) -> str:
         """The index that lists jobs of ``state`` (queued and retrying share the due set)."""
         if state in (JobState.RETRYING, JobState.QUEUED):

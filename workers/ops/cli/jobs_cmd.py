@@ -37,7 +37,14 @@ from workers.ops.cli.common import (
     registered_policy,
 )
 from workers.ops.cli.render import job_json, jobs_table, print_wide, since, until, utc
-from workers.ops.control import LIVE_STATES, Control, InvalidJobId, validate_job_id
+from workers.ops.control import (
+    LIVE_STATES,
+    MIN_PREFIX,
+    AmbiguousJobId,
+    Control,
+    InvalidJobId,
+    validate_job_id,
+)
 
 MAX_LIST = 100_000
 BULK_MAX = 100_000
@@ -81,6 +88,20 @@ def _check_ids(job_ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(job_ids))
 
 
+def _resolve_ids(conn: Connection, job_ids: Sequence[str]) -> list[str]:
+    """The jobs named by full ids or unique prefixes; exit 2 before acting if one is ambiguous."""
+    checked = _check_ids(job_ids)
+    with redis_errors(conn):
+        control = conn.control
+        resolved = []
+        for job_id in checked:
+            try:
+                resolved.append(control.resolve(job_id))
+            except AmbiguousJobId as error:
+                fail(str(error))
+    return list(dict.fromkeys(resolved))
+
+
 def _confirm(question: str, yes: bool) -> None:
     if yes:
         return
@@ -114,7 +135,7 @@ def _targets(
     if job_ids and filtered:
         fail(f"give job ids or filters (--state, --policy, --task) to {verb}, not both")
     if job_ids:
-        return _check_ids(job_ids)
+        return _resolve_ids(conn, job_ids)
     if not filtered:
         fail(f"name the jobs to {verb}: job ids, or filters (--state, --policy, --task)")
     chosen = [JobState(state)] if state else list(states)
@@ -160,9 +181,11 @@ class Outcomes:
 
 
 def _not_found(job_id: str) -> str:
+    short = (f"; an id prefix needs at least {MIN_PREFIX} characters"
+             if len(job_id) < MIN_PREFIX else "")  # fmt: skip
     return (
         f"job {job_id}: not found (it has not started yet, its record expired, or "
-        "--redis-url/--key-prefix point elsewhere)"
+        f"--redis-url/--key-prefix point elsewhere{short})"
     )
 
 
@@ -322,9 +345,12 @@ def explain(
 @click.argument("job_id")
 @json_option
 def show(job_id: str, as_json: bool) -> None:
-    """Everything the store knows about JOB_ID, its policy, and why it will or won't run again."""
-    _check_ids([job_id])
+    """Everything the store knows about JOB_ID, its policy, and why it will or won't run again.
+
+    JOB_ID is a job's id or a unique prefix of it (at least 4 characters).
+    """
     conn = connection()
+    [job_id] = _resolve_ids(conn, [job_id])
     with redis_errors(conn):
         store = conn.store
         fields = store.get(job_id)
@@ -448,7 +474,8 @@ def kill(
 ) -> None:  # fmt: skip
     """Stop jobs for good: no delivery ever runs them again, and running attempts are revoked.
 
-    Name jobs by id, or by filters (asks first; --yes to skip). Exit 1 if a job is not found.
+    Name jobs by id (or a unique prefix of at least 4 characters), or by
+    filters (asks first; --yes to skip). Exit 1 if a job is not found.
     """
     conn = connection()
     ids = _targets(conn, job_ids, LIVE_STATES, state, policy, task, "kill", yes)
@@ -489,7 +516,8 @@ def resume(
     """Bring dead or parked jobs back to retrying, now.
 
     The attempt count is kept; a new failure streak starts (new window, new
-    attempt budget). Name jobs by id, or by filters (asks first; --yes to skip).
+    attempt budget). Name jobs by id (or a unique prefix of at least 4
+    characters), or by filters (asks first; --yes to skip).
     """
     conn = connection()
     states = (JobState.DEAD, JobState.PARKED)
@@ -522,7 +550,8 @@ def retry_now(
 ) -> None:
     """Skip the rest of waiting jobs' delay: the next sweep publishes them.
 
-    Name jobs by id, or by filters (asks first; --yes to skip).
+    Name jobs by id (or a unique prefix of at least 4 characters), or by
+    filters (asks first; --yes to skip).
     """
     conn = connection()
     ids = _targets(conn, job_ids, (JobState.RETRYING,), state, policy, task, "retry now", yes)
