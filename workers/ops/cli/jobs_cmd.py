@@ -16,13 +16,14 @@ from typing import Any
 
 import click
 import yaml
-from rich.console import Group
+from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
 from policies import PolicyError, RetryPolicy, format_duration, load_catalog, parse_duration
 from workers.core.records import JobRecord, JobState, ms_to_datetime
 from workers.core.store import Store
+from workers.ops.cli.columns import job_lines
 from workers.ops.cli.common import (
     Connection,
     ExitCode,
@@ -36,7 +37,7 @@ from workers.ops.cli.common import (
     registered_from,
     registered_policy,
 )
-from workers.ops.cli.render import job_json, jobs_table, print_wide, since, until, utc
+from workers.ops.cli.render import job_json, since, until, utc
 from workers.ops.control import (
     LIVE_STATES,
     MIN_PREFIX,
@@ -56,6 +57,16 @@ ALL_STATES = [state.value for state in JobState]
 ENDED_STATES = [JobState.SUCCEEDED.value, JobState.DEAD.value, JobState.KILLED.value]
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+wide_option = click.option(
+    "--wide", is_flag=True,
+    help="Every column, whole, whatever the terminal's width (as output that is not a terminal).",
+)  # fmt: skip
+output_option = click.option(
+    "-o", "--output", type=click.Choice(["wide", "json"]), default=None,
+    help="-o wide: as --wide; -o json: as --json.",
+)  # fmt: skip
+PREVIEW_ROWS = 20
+"""A bulk action shows this many of the jobs it matched before asking."""
 yes_option = click.option(
     "--yes", "-y", is_flag=True, help="Act on every job the filters match without asking."
 )
@@ -69,6 +80,11 @@ task_filter = click.option("--task", default=None, metavar="NAME", help="Only jo
 
 
 # -- shared pieces -------------------------------------------------------------------
+
+
+def _table_width(out: Console, wide: bool) -> int | None:
+    """The width a job table must fit: the terminal's; None (never cut) for a pipe or --wide."""
+    return out.width if out.is_terminal and not wide else None
 
 
 def _redis_now(store: Store) -> datetime:
@@ -139,23 +155,36 @@ def _targets(
     if not filtered:
         fail(f"name the jobs to {verb}: job ids, or filters (--state, --policy, --task)")
     chosen = [JobState(state)] if state else list(states)
-    ids: list[str] = []
+    matched: dict[str, JobRecord] = {}
     with redis_errors(conn):
         for each in chosen:
-            ids += [
-                record.id
-                for record in conn.control.list_jobs(
-                    state=each, policy=policy, task=task, limit=BULK_MAX
-                )
-            ]
-    ids = list(dict.fromkeys(ids))[:BULK_MAX]
+            for record in conn.control.list_jobs(
+                state=each, policy=policy, task=task, limit=BULK_MAX
+            ):
+                matched.setdefault(record.id, record)
+    ids = list(matched)[:BULK_MAX]
     what = _describe(state, policy, task)
     if not ids:
         click.echo(f"no jobs match ({what}); nothing to {verb}", err=True)
         return []
     noun = "job" if len(ids) == 1 else "jobs"
+    if not yes:
+        _preview(conn, [matched[job_id] for job_id in ids])
     _confirm(f"{verb} {len(ids)} {noun} ({what})?", yes)
     return ids
+
+
+def _preview(conn: Connection, records: Sequence[JobRecord]) -> None:
+    """Before asking, the first jobs a bulk action matched, on stderr, as list shows them."""
+    shown = records[:PREVIEW_ROWS]
+    with redis_errors(conn):
+        store = conn.store
+        stuck_ids = frozenset(store.in_index(store.keys.stuck, [r.id for r in shown]))
+        now = _redis_now(store)
+    lines = job_lines(shown, now, stuck_ids, _table_width(err_console, wide=False))
+    if len(records) > len(shown):
+        lines.append(f"... and {len(records) - len(shown)} more")
+    click.echo("\n".join(lines), err=True)
 
 
 class Outcomes:
@@ -202,15 +231,21 @@ def _not_found(job_id: str) -> str:
 @click.option("--stuck", is_flag=True, help="Only jobs failing longer than their alert_after.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIST), default=50, show_default=True,
               help="Most jobs to show.")  # fmt: skip
+@wide_option
+@output_option
 @json_option
 def list_jobs(
     state: str | None, policy: str | None, task: str | None, stuck: bool, limit: int,
-    as_json: bool,
+    wide: bool, output: str | None, as_json: bool,
 ) -> None:  # fmt: skip
-    """List jobs, one line each: failing since when, next attempt, last error.
+    """List jobs, one line each: id, state, attempts, next attempt, last error...
 
     Waiting jobs come soonest due first. Reads the store's indexes, never a scan of keys.
+    On a terminal the table fits its width: ids (or unique prefixes, which every
+    command takes), states and attempts are never cut, the last error is; columns
+    that do not fit are left out (--wide shows them all).
     """
+    wide, as_json = wide or output == "wide", as_json or output == "json"
     conn = connection()
     with redis_errors(conn):
         store = conn.store
@@ -226,7 +261,8 @@ def list_jobs(
     if not records:
         click.echo("no jobs match")
         return
-    print_wide(console, jobs_table(records, now, frozenset(stuck_ids)))
+    click.echo("\n".join(job_lines(records, now, frozenset(stuck_ids),
+                                    _table_width(console, wide))))  # fmt: skip
 
 
 # -- show ------------------------------------------------------------------------------
@@ -607,7 +643,9 @@ def purge(state: str, older_than: str, policy: str | None, task: str | None, yes
 # -- watch ---------------------------------------------------------------------------
 
 
-def _watch_frame(control: Control, limit: int) -> tuple[dict[str, Any], Any]:
+def _watch_frame(
+    control: Control, limit: int, width: int | None
+) -> tuple[dict[str, Any], list[str]]:
     store = control.store
     sizes = store.index_sizes()
     stuck = control.list_jobs(stuck=True, limit=limit)
@@ -624,12 +662,11 @@ def _watch_frame(control: Control, limit: int) -> tuple[dict[str, Any], Any]:
         "counts": counts,
         "jobs": [{**job_json(r, now), "stuck": r.id in stuck_ids} for r in records],
     }
-    header = Text(
-        f"{utc(now)} UTC  " + "  ".join(f"{name} {n}" for name, n in counts.items())
-        + (f"  (showing {len(records)}: stuck first, then soonest due)" if records else "")
-    )  # fmt: skip
-    body = jobs_table(records, now, stuck_ids) if records else Text("no retrying or stuck jobs")
-    return data, Group(header, body)
+    header = [f"{utc(now)} UTC  " + "  ".join(f"{name} {n}" for name, n in counts.items())]
+    if records:
+        header.append(f"showing {len(records)}: stuck first, then soonest due")
+    body = job_lines(records, now, stuck_ids, width) if records else ["no retrying or stuck jobs"]
+    return data, [*header, *body]
 
 
 @click.command("watch")
@@ -639,13 +676,19 @@ def _watch_frame(control: Control, limit: int) -> tuple[dict[str, Any], Any]:
               help="Most jobs shown.")  # fmt: skip
 @click.option("--iterations", type=click.IntRange(0), default=0, show_default=True,
               help="Stop after this many refreshes (0: until Ctrl-C).")  # fmt: skip
+@wide_option
+@output_option
 @json_option
-def watch(interval: float, limit: int, iterations: int, as_json: bool) -> None:
+def watch(
+    interval: float, limit: int, iterations: int, wide: bool, output: str | None, as_json: bool
+) -> None:
     """A live table of stuck and retrying jobs, refreshed in place.
 
+    The table follows list's rules (fits the terminal; --wide: every column).
     To a pipe or a file (or with --json, one JSON document per line) each
     refresh is printed after the last.
     """
+    wide, as_json = wide or output == "wide", as_json or output == "json"
     conn = connection()
     live = console.is_terminal and not as_json
     with redis_errors(conn):
@@ -655,19 +698,20 @@ def watch(interval: float, limit: int, iterations: int, as_json: bool) -> None:
             if live:
                 with Live(console=console, auto_refresh=False) as screen:
                     while True:
-                        screen.update(_watch_frame(control, limit)[1], refresh=True)
+                        # The width is read at each refresh: a resized pane gets its fit.
+                        lines = _watch_frame(control, limit, _table_width(console, wide))[1]
+                        screen.update(Text("\n".join(lines)), refresh=True)
                         count += 1
                         if iterations and count >= iterations:
                             break
                         time.sleep(interval)
                 return
             while True:
-                data, frame = _watch_frame(control, limit)
+                data, lines = _watch_frame(control, limit, _table_width(console, wide))
                 if as_json:
                     click.echo(json.dumps(data, sort_keys=True))
                 else:
-                    print_wide(console, frame)
-                    click.echo("")
+                    click.echo("\n".join(lines) + "\n")
                 count += 1
                 if iterations and count >= iterations:
                     break
