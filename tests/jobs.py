@@ -297,3 +297,17 @@ def retries_with_max_retries(self: Any) -> None:
     """Celery's ``self.retry(max_retries=5)``: refused, every attempt."""
     _ran(self)
     raise self.retry(exc=ConnectionError("upstream refused"), max_retries=5)
+
+
+@durable_task(
+    policy={
+        "duration": "off",
+        "max_attempts": 40,
+        "backoff": {"initial": "1m", "factor": 1, "max": "1m", "jitter": "none"},
+    },
+    bind=True,
+)
+def fails_under_inline_policy(self: Any) -> None:
+    """Fails; its unnamed inline policy is named after the task (retries a minute apart)."""
+    _ran(self)
+    raise ConnectionError("partner API for globex unreachable")

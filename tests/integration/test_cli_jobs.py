@@ -22,6 +22,7 @@ from click.testing import CliRunner, Result
 
 from tests import jobs
 from tests.conftest import wait_for
+from tests.support.cli import plain, run_retryctl_in_pty
 from tests.support.ops import control, runtime
 from tests.support.worker_process import ROOT
 from workers import JobState
@@ -181,7 +182,7 @@ def test_show_prints_the_record_the_effective_policy_and_why_it_runs_again(store
     assert '["secret-argument"]' in out  # show is everything the store knows
     assert "it runs again: attempt 3 is due" in out
     assert "window: off" in out
-    assert "policy fast-forever (effective values):" in out
+    assert "policy fast-forever (effective values; " in out and "policies.yaml):" in out
     assert "duration: 'off'" in out or "duration: off" in out
 
     data = run_json("show", job_id)
@@ -355,6 +356,177 @@ def test_watch_refreshes_a_table_of_stuck_and_retrying_jobs(store):
     as_json = run("watch", "--interval", "0.1", "--iterations", "2", "--json")
     frames = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert len(frames) == 2 and frames[0]["counts"]["stuck"] == 1
+
+
+# -- on a terminal: 80 and 120 columns ----------------------------------------------------------
+
+LONG_ERROR = "ConnectionError: partner API for globex unreachable after 30s (connect timeout)"
+
+
+def terminal(columns: int) -> dict[str, str]:
+    """The environment of a terminal ``columns`` wide (rich reads both at each print)."""
+    return {"COLUMNS": str(columns), "TTY_COMPATIBLE": "1"}
+
+
+def operator_jobs(store: Store) -> dict[str, tuple[str, int]]:
+    """Jobs as an operator meets them: job id -> (state, attempts)."""
+    made = {}
+    for state, failures in ((JobState.RETRYING, 7), (JobState.RETRYING, 3),
+                            (JobState.PARKED, 2), (JobState.RUNNING, 1)):  # fmt: skip
+        job_id = make_job(store, state, task="myapp.jobs.sync_account", failures=failures,
+                          policy="myapp.jobs.sync_account", error=LONG_ERROR)  # fmt: skip
+        made[job_id] = (state.value, failures)
+    return made
+
+
+def rows_by_id(lines: list[str], made: dict[str, tuple[str, int]]) -> dict[str, list[str]]:
+    """Each job's row, found by the id (or id prefix) it starts with."""
+    rows = {}
+    for line in lines:
+        shown = line.split(" ")[0]
+        owners = [job_id for job_id in made if len(shown) >= 4 and job_id.startswith(shown)]
+        if owners:
+            assert len(owners) == 1, (shown, owners)
+            rows[owners[0]] = line.split()
+    return rows
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_list_on_a_terminal_fits_and_shows_ids_kill_accepts_states_and_attempts(store, columns):
+    made = operator_jobs(store)
+
+    result = run("list", env=terminal(columns))
+
+    assert result.exit_code == ExitCode.OK, result.output
+    lines = plain(result.stdout).splitlines()
+    assert all(len(line) <= columns for line in lines), lines
+    rows = rows_by_id(lines, made)
+    assert sorted(rows) == sorted(made)
+    for job_id, (state, attempts) in made.items():
+        assert state in rows[job_id] and str(attempts) in rows[job_id], rows[job_id]
+    assert any(line.endswith("…") for line in lines)  # the last error is what is cut
+    # The id as printed is what an operator pastes: kill really kills that job.
+    victim = next(job_id for job_id, (state, _) in made.items() if state == "retrying")
+    killed = run("kill", rows[victim][0])
+    assert killed.exit_code == ExitCode.OK, killed.output
+    assert store.get(victim)["state"] == "killed"
+    assert [j for j in made if store.get(j)["state"] == "killed"] == [victim]
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_list_in_a_real_terminal_shows_ids_kill_accepts(store, redis_server, columns):
+    made = operator_jobs(store)
+
+    code, screen = run_retryctl_in_pty(redis_server.url, columns, "list")
+
+    assert code == ExitCode.OK, screen
+    lines = screen.splitlines()
+    assert all(len(line) <= columns for line in lines), lines
+    rows = rows_by_id(lines, made)
+    assert sorted(rows) == sorted(made)
+    for job_id, (state, attempts) in made.items():
+        assert state in rows[job_id] and str(attempts) in rows[job_id], rows[job_id]
+    some = next(iter(made))
+    code, screen = run_retryctl_in_pty(redis_server.url, columns, "kill", rows[some][0])
+    assert code == ExitCode.OK, screen
+    assert store.get(some)["state"] == "killed"
+
+
+def test_list_wide_and_into_a_pipe_cuts_nothing(store):
+    made = operator_jobs(store)
+    for args, env in ((("list", "--wide"), terminal(80)), (("list", "-o", "wide"), terminal(80)),
+                      (("list",), None)):  # fmt: skip
+        out = plain(run(*args, env=env).stdout)
+        for job_id in made:
+            row = next(line for line in out.splitlines() if line.startswith(job_id))
+            assert "myapp.jobs.sync_account" in row and "(UTC)" in out.splitlines()[0]
+        assert out.count(LONG_ERROR) == 3  # whole, for every job that failed
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_watch_on_a_terminal_shows_ids_states_and_attempts(store, columns):
+    made = operator_jobs(store)
+    store.mark_stuck(next(iter(made)), 0)
+
+    result = run("watch", "--iterations", "1", env=terminal(columns))
+
+    assert result.exit_code == ExitCode.OK, result.output
+    lines = plain(result.stdout).splitlines()
+    assert all(len(line) <= columns for line in lines), lines
+    rows = rows_by_id(lines, made)
+    waiting = {j: v for j, v in made.items() if v[0] == "retrying"}
+    assert sorted(rows) == sorted(waiting)  # watch shows the stuck and retrying jobs
+    for job_id, (state, attempts) in waiting.items():
+        assert state in " ".join(rows[job_id]) and str(attempts) in rows[job_id]
+    assert "retrying, stuck" in " ".join(rows[next(iter(made))])
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_show_on_a_terminal_shows_the_full_id_state_and_attempts(store, columns):
+    made = operator_jobs(store)
+    job_id = next(iter(made))
+
+    out = plain(run("show", job_id[:8], env=terminal(columns)).stdout).splitlines()
+
+    assert out[0].split() == ["job", job_id]
+    assert next(line.split() for line in out if line.startswith("state")) == ["state", "retrying"]
+    assert next(line for line in out if line.startswith("attempts")).split()[1] == "7"
+
+
+def test_a_bulk_action_previews_the_jobs_it_matched_as_list_does(store):
+    made = operator_jobs(store)
+
+    result = run("kill", "--state", "retrying", input="n\n", env=terminal(80))
+
+    assert result.exit_code == ExitCode.OK, result.output
+    preview = plain(result.stderr).splitlines()
+    rows = rows_by_id(preview, made)
+    assert sorted(rows) == sorted(j for j, v in made.items() if v[0] == "retrying")
+    assert all(len(line) <= 80 for line in preview[: len(rows) + 1])
+    assert "kill 2 jobs (state=retrying)?" in result.stderr and "nothing done" in result.stderr
+    assert all(store.get(j)["state"] != "killed" for j in made)
+
+
+# -- id prefixes -------------------------------------------------------------------------------
+
+
+def test_a_unique_id_prefix_names_a_job_in_every_command(store):
+    a = make_job(store, JobState.RETRYING, job_id="7997a1cb-3efc-4c30-954e-000000000001")
+    b = make_job(store, JobState.RETRYING, job_id="7997b2cb-3efc-4c30-954e-000000000002")
+    c = make_job(store, JobState.DEAD, job_id="ed92c3cb-3efc-4c30-954e-000000000003")
+
+    shown = run("show", "7997a")
+    assert shown.exit_code == ExitCode.OK, shown.output
+    assert shown.stdout.splitlines()[0].split() == ["job", a]
+    assert run("retry-now", "7997b").stdout == f"{b}: due now\n"
+
+    killed = run("kill", "7997a", "ed92")
+    assert killed.exit_code == ExitCode.OK, killed.output
+    assert killed.stdout.splitlines() == [f"killed {a} (was retrying)", f"killed {c} (was dead)"]
+    assert store.get(a)["state"] == "killed" and store.get(c)["state"] == "killed"
+    assert store.get(b)["state"] == "retrying"
+
+
+def test_a_prefix_of_several_jobs_exits_2_naming_them_and_does_nothing(store):
+    a = make_job(store, JobState.RETRYING, job_id="7997a1cb-0000-4000-8000-000000000001")
+    b = make_job(store, JobState.PARKED, job_id="7997b2cb-0000-4000-8000-000000000002")
+    other = make_job(store, JobState.RETRYING)
+
+    for args in (("show", "7997"), ("kill", other, "7997"), ("resume", "7997")):
+        result = run(*args)
+        assert result.exit_code == ExitCode.USAGE, (args, result.output)
+        assert f"7997 is the start of the ids of several jobs: {a}, {b}" in result.stderr
+    assert store.get(other)["state"] == "retrying"  # refused before acting on any
+
+
+def test_a_full_id_wins_over_longer_ids_it_starts_and_short_prefixes_are_not_matched(store):
+    short = make_job(store, JobState.RETRYING, job_id="job-1")
+    make_job(store, JobState.RETRYING, job_id="job-10")
+    assert run_json("show", "job-1")["job"]["id"] == short
+    too_short = run("show", "job")
+    assert too_short.exit_code == ExitCode.NOT_FOUND
+    assert "an id prefix needs at least 4 characters" in too_short.stderr
+    assert run("show", "zzzz").exit_code == ExitCode.NOT_FOUND
 
 
 # -- exit codes and the console script -------------------------------------------------------

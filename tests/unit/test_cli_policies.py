@@ -97,6 +97,8 @@ def test_show_unknown_policy_exits_2_listing_the_names() -> None:
     assert result.stderr == (
         "retryctl: error: unknown policy 'forevr'; known policies: capacity, default, forever; "
         "did you mean forever?\n"
+        "retryctl: error: no worker registered a policy 'forevr' in Redis either (workers "
+        "register the policies they serve when they start)\n"
     )
 
 

@@ -71,6 +71,11 @@ class Keys:
         """Hash of counters for metrics: ``failures:<event>``, ``recoveries:<kind>``."""
         return f"{self.prefix}:stats"
 
+    @property
+    def policies(self) -> str:
+        """Hash: policy name -> the policy workers serve under it (JSON), written at start."""
+        return f"{self.prefix}:policies"
+
     def ended(self, state: JobState) -> str:
         """Finished jobs of one state, scored by when their record expires."""
         return f"{self.prefix}:ended:{state.value}"

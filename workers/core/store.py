@@ -437,6 +437,27 @@ class Store:
             return (self.keys.unclaimed, self.keys.due)
         return (self.index_key(state),)
 
+    def exists(self, job_id: str) -> bool:
+        return bool(self.redis.exists(self.keys.job(job_id)))
+
+    def ids_with_prefix(self, prefix: str, limit: int, count: int = 5000) -> list[str]:
+        """Up to ``limit`` indexed job ids that start with ``prefix``: ZSCAN of each index.
+
+        Every record is in an index (unclaimed, due, leases, parked, ended:<state>), so
+        no key scan is needed. ``prefix`` must hold no glob character (job ids
+        never do: see ``validate_job_id``). Cost: the indexes' size / ``count``
+        round trips, fewer when ``limit`` is reached early.
+        """
+        found: dict[str, None] = {}
+        k = self.keys
+        indexes = (k.unclaimed, k.due, k.leases, k.parked, *(k.ended(s) for s in ENDED_STATES))
+        for key in indexes:
+            for member, _score in self.redis.zscan_iter(key, match=f"{prefix}*", count=count):
+                found[str(member)] = None
+                if len(found) >= limit:
+                    return list(found)
+        return list(found)
+
     def index_key(self, state: JobState) -> str:
         """The main index of ``state`` (retrying and queued retries share the due set)."""
         if state in (JobState.RETRYING, JobState.QUEUED):
@@ -496,6 +517,28 @@ class Store:
     def stats(self) -> dict[str, int]:
         counts = cast(dict[str, str], self.redis.hgetall(self.keys.stats))
         return {name: int(n) for name, n in counts.items()}
+
+    # -- the registry of the policies workers serve ------------------------------
+
+    def write_policies(self, entries: dict[str, str]) -> int:
+        """Set each policy name's entry (overwriting it); returns how many names are kept."""
+        pipe = self.redis.pipeline(transaction=False)
+        if entries:
+            mapping: dict[Any, Any] = dict(entries)
+            pipe.hset(self.keys.policies, mapping=mapping)
+        pipe.hlen(self.keys.policies)
+        return int(pipe.execute()[-1])
+
+    def policy_entry(self, name: str) -> str | None:
+        entry = self.redis.hget(self.keys.policies, name)
+        return None if entry is None else str(entry)
+
+    def policy_entries(self) -> dict[str, str]:
+        return cast(dict[str, str], self.redis.hgetall(self.keys.policies))
+
+    def drop_policies(self, names: Sequence[str]) -> None:
+        if names:
+            self.redis.hdel(self.keys.policies, *names)
 
     def sample_ids(self, key: str, count: int) -> list[str]:
         """All of an index's ids if it holds at most ``count``, else a random ``count`` of them."""

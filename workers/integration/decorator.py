@@ -8,9 +8,10 @@ from typing import Any, overload
 
 from celery import Celery
 
-from policies import Catalog, PolicyError, RetryPolicy, parse_policy
+from policies import RetryPolicy
 from workers.integration.default_app import app as default_app
 from workers.integration.extension import durable_of
+from workers.integration.policy_option import name_for_task, policy_from_option
 from workers.integration.task import DurableTask
 
 # Celery task options a durable job may set, passed through unchanged.
@@ -59,21 +60,6 @@ def _check_options(options: Mapping[str, Any]) -> None:
             )
 
 
-def policy_from_option(
-    policy: str | Mapping[str, Any] | RetryPolicy, catalog: Catalog
-) -> RetryPolicy:
-    """A task's ``policy=``: a catalogue name, an inline mapping or a RetryPolicy."""
-    if isinstance(policy, RetryPolicy):
-        return policy
-    if isinstance(policy, str):
-        return catalog.get(policy)
-    if isinstance(policy, Mapping):
-        return parse_policy(policy, name=str(policy.get("name", "inline")))
-    raise PolicyError(
-        f"policy={policy!r}: expected a policy name, a mapping of policy fields or a RetryPolicy"
-    )
-
-
 @overload
 def durable_task(fun: Callable[..., Any], /) -> DurableTask: ...
 @overload
@@ -92,17 +78,25 @@ def durable_task(
     """Declare a durable job: ``@durable_task(policy="forever", bind=True)``.
 
     ``policy`` is a catalogue name, a mapping of policy fields, or a
-    :class:`policies.RetryPolicy`; a bad one fails here, at import. Every other
+    :class:`policies.RetryPolicy`; a bad one fails here, at import. An inline
+    policy is named after the task (``myapp.jobs.sync_account``) unless the
+    mapping gives a ``name``: jobs, retryctl and the metrics know it by that. Every other
     keyword is a Celery task option; options that would fight the policy
     (``max_retries``, ``autoretry_for``, ``expires``...) and unknown ones are
     refused with the reason.
     """
     _check_options(options)
     celery_app: Celery = options.pop("app", None) or default_app
-    resolved = policy_from_option(policy, durable_of(celery_app).runtime.catalog)
+    catalog = durable_of(celery_app).runtime.catalog
+    resolved = policy_from_option(policy, catalog)
 
     def decorate(function: Callable[..., Any]) -> DurableTask:
-        task: DurableTask = celery_app.task(base=DurableTask, policy=resolved, **options)(function)
+        # The task's name, as Celery will make it, names an unnamed inline policy.
+        task_name = options.get("name") or celery_app.gen_task_name(
+            function.__name__, function.__module__
+        )
+        named = name_for_task(resolved, task_name, catalog, from_catalog=isinstance(policy, str))
+        task: DurableTask = celery_app.task(base=DurableTask, policy=named, **options)(function)
         return task
 
     return decorate(fun) if fun is not None else decorate

@@ -9,8 +9,9 @@ the app:
   store, policies, leases), the publisher that sends retries on *this* app's
   broker, and the policy lookup over *this* app's tasks;
 - a worker bootstep (:class:`DurableStep`): in every worker of the app it
-  checks the policy catalogue, applies the Celery/kombu patches, and runs the
-  sweeper (and the metrics endpoint, when configured) in the main process.
+  checks the policy catalogue, registers the policies it serves in Redis
+  (``workers.core.policy_registry``), applies the Celery/kombu patches, and
+  runs the sweeper (and the metrics endpoint, when configured) in the main process.
 
 Everything is kept on the app, as a Flask extension keeps its state, so two
 apps in one process never share a store, a publisher or a sweeper.
@@ -23,9 +24,11 @@ import os
 from functools import cached_property
 from typing import Any
 
+import redis
 from celery import Celery, bootsteps
 
 from policies import RetryPolicy, UnknownPolicyError
+from workers.core import policy_registry
 from workers.core.runtime import Runtime
 from workers.core.settings import Settings, load_settings, redact_url
 from workers.core.sweeper import Sweeper
@@ -96,6 +99,25 @@ class DurableExtension:
         return Sweeper(self.runtime, self.publisher, self.policy_for, owner=owner,
                        capacity=capacity)  # fmt: skip
 
+    def served_policies(self) -> list[RetryPolicy]:
+        """The policies this app's workers serve: the catalogue's, then its tasks' own."""
+        own = [
+            policy
+            for _name, task in sorted(self.app.tasks.items())
+            if isinstance(policy := getattr(task, "policy", None), RetryPolicy)
+        ]
+        return [*self.runtime.catalog, *own]
+
+    def register_policies(self, worker: str) -> None:
+        """Write the served policies to Redis for retryctl and other readers; never raises."""
+        try:
+            names = policy_registry.register(self.runtime.store, self.served_policies(), worker)
+        except redis.RedisError as exc:
+            log.warning("durable-retry: the policies served were not registered in Redis: %s",
+                        exc)  # fmt: skip
+            return
+        log.info("durable-retry: %d policies registered in Redis", len(names))
+
 
 def install(app: Celery, *, settings: Settings | None = None, configure: bool = False) -> (
     DurableExtension
@@ -145,6 +167,7 @@ class DurableStep(bootsteps.StartStopStep):
                  ", ".join(names), runtime.settings.sweep_seconds)  # fmt: skip
         patches.apply(lambda app: Control.of_runtime(durable_of(app).runtime))
         hostname = getattr(parent, "hostname", None) or "worker"
+        extension.register_policies(worker=f"{hostname}:{os.getpid()}")
         self.sweeper = extension.sweeper(
             owner=f"{hostname}:{os.getpid()}", capacity=_prefetch_capacity(parent)
         )

@@ -45,6 +45,7 @@ from workers.core.retry_call import retry_requested
 from workers.core.runtime import Runtime
 from workers.integration.enqueue import FirstMessage
 from workers.integration.extension import DurableExtension, durable_of, install
+from workers.integration.policy_option import INLINE, name_for_task, policy_from_option
 from workers.integration.publish import ATTEMPT_HEADER, attempt_from_header
 
 log = logging.getLogger("workers.jobs")
@@ -104,6 +105,14 @@ class DurableTask(Task):
     @classmethod
     def bind(cls, app: Any) -> Any:
         install(app)
+        policy = getattr(cls, "policy", "default")
+        if not isinstance(policy, RetryPolicy) or policy.name == INLINE:
+            # ``@app.task(base=DurableTask, policy=...)``: Celery sets the option as
+            # a class attribute as given; make it the named policy durable_task makes.
+            catalog = durable_of(app).runtime.catalog
+            resolved = policy_from_option(policy, catalog)
+            cls.policy = name_for_task(resolved, cls.name or cls.__name__, catalog,
+                                       from_catalog=isinstance(policy, str))  # fmt: skip
         return super().bind(app)
 
     @property

@@ -30,8 +30,27 @@ JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}$")
 LIVE_STATES = (JobState.RUNNING, JobState.RETRYING, JobState.PARKED, JobState.QUEUED)
 
 
+MIN_PREFIX = 4
+"""The shortest id prefix that names a job (``retryctl show 7997``)."""
+
+AMBIGUOUS_SHOWN = 10
+
+
 class InvalidJobId(ValueError):
     """A string that cannot be a job id."""
+
+
+class AmbiguousJobId(ValueError):
+    """An id prefix that more than one job's id starts with."""
+
+    def __init__(self, prefix: str, candidates: list[str]) -> None:
+        self.prefix = prefix
+        self.candidates = candidates
+        shown = ", ".join(candidates[:AMBIGUOUS_SHOWN])
+        more = " and more" if len(candidates) > AMBIGUOUS_SHOWN else ""
+        super().__init__(
+            f"{prefix} is the start of the ids of several jobs: {shown}{more}; give more of the id"
+        )
 
 
 def validate_job_id(job_id: str) -> str:
@@ -75,6 +94,24 @@ class Control:
     @classmethod
     def from_settings(cls, settings: Settings, app: Any = None) -> Control:
         return cls.of_runtime(Runtime(settings), app)
+
+    def resolve(self, job_id: str) -> str:
+        """The job that ``job_id`` names: that id if the store has it, else the one
+        job whose id starts with it (at least :data:`MIN_PREFIX` characters), as git
+        and docker take ids.
+
+        Checked with ``validate_job_id`` before Redis is touched. A prefix of no
+        job comes back as it is (the caller reports it not found); a prefix of
+        several raises :class:`AmbiguousJobId` naming them. Reads the indexes,
+        never a scan of keys.
+        """
+        validate_job_id(job_id)
+        if self.store.exists(job_id) or len(job_id) < MIN_PREFIX:
+            return job_id
+        found = self.store.ids_with_prefix(job_id, limit=AMBIGUOUS_SHOWN + 1)
+        if len(found) > 1:
+            raise AmbiguousJobId(job_id, sorted(found))
+        return found[0] if found else job_id
 
     def status(self, job_id: str) -> JobRecord | None:
         """What the store knows about a job, or None."""

@@ -15,6 +15,8 @@ import redis
 from celery import Celery
 from rich.console import Console
 
+from workers.core import policy_registry
+from workers.core.policy_registry import Registered
 from workers.core.settings import Settings, SettingsError, load_settings, redact_url
 from workers.core.store import Store
 from workers.ops.control import Control
@@ -170,3 +172,19 @@ def connection() -> Connection:
     if found is None:  # a command invoked on its own, without the group
         found = ctx.ensure_object(Connection)
     return found
+
+
+def registered_policy(conn: Connection, name: str) -> Registered | None:
+    """The policy workers registered in Redis under ``name`` (exit 3 if Redis is unreachable).
+
+    Raises :class:`policies.PolicyError` if the entry there is not a readable policy.
+    """
+    with redis_errors(conn):
+        return policy_registry.lookup(conn.store, name)
+
+
+def registered_from(registered: Registered) -> str:
+    """``registered by worker w1@host:42 at 2026-05-01 10:00:00 UTC``."""
+    at = registered.registered_at
+    when = f" at {at.strftime('%Y-%m-%d %H:%M:%S')} UTC" if at is not None else ""
+    return f"registered by worker {registered.worker or '?'}{when}"

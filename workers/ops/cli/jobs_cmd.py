@@ -10,18 +10,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import click
 import yaml
-from rich.console import Group
+from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
 from policies import PolicyError, RetryPolicy, format_duration, load_catalog, parse_duration
 from workers.core.records import JobRecord, JobState, ms_to_datetime
 from workers.core.store import Store
+from workers.ops.cli.columns import job_lines
 from workers.ops.cli.common import (
     Connection,
     ExitCode,
@@ -32,9 +34,18 @@ from workers.ops.cli.common import (
     fail,
     print_json,
     redis_errors,
+    registered_from,
+    registered_policy,
 )
-from workers.ops.cli.render import job_json, jobs_table, print_wide, since, until, utc
-from workers.ops.control import LIVE_STATES, Control, InvalidJobId, validate_job_id
+from workers.ops.cli.render import job_json, since, until, utc
+from workers.ops.control import (
+    LIVE_STATES,
+    MIN_PREFIX,
+    AmbiguousJobId,
+    Control,
+    InvalidJobId,
+    validate_job_id,
+)
 
 MAX_LIST = 100_000
 BULK_MAX = 100_000
@@ -46,6 +57,16 @@ ALL_STATES = [state.value for state in JobState]
 ENDED_STATES = [JobState.SUCCEEDED.value, JobState.DEAD.value, JobState.KILLED.value]
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+wide_option = click.option(
+    "--wide", is_flag=True,
+    help="Every column, whole, whatever the terminal's width (as output that is not a terminal).",
+)  # fmt: skip
+output_option = click.option(
+    "-o", "--output", type=click.Choice(["wide", "json"]), default=None,
+    help="-o wide: as --wide; -o json: as --json.",
+)  # fmt: skip
+PREVIEW_ROWS = 20
+"""A bulk action shows this many of the jobs it matched before asking."""
 yes_option = click.option(
     "--yes", "-y", is_flag=True, help="Act on every job the filters match without asking."
 )
@@ -59,6 +80,11 @@ task_filter = click.option("--task", default=None, metavar="NAME", help="Only jo
 
 
 # -- shared pieces -------------------------------------------------------------------
+
+
+def _table_width(out: Console, wide: bool) -> int | None:
+    """The width a job table must fit: the terminal's; None (never cut) for a pipe or --wide."""
+    return out.width if out.is_terminal and not wide else None
 
 
 def _redis_now(store: Store) -> datetime:
@@ -76,6 +102,20 @@ def _check_ids(job_ids: Sequence[str]) -> list[str]:
         except InvalidJobId as error:
             fail(str(error))
     return list(dict.fromkeys(job_ids))
+
+
+def _resolve_ids(conn: Connection, job_ids: Sequence[str]) -> list[str]:
+    """The jobs named by full ids or unique prefixes; exit 2 before acting if one is ambiguous."""
+    checked = _check_ids(job_ids)
+    with redis_errors(conn):
+        control = conn.control
+        resolved = []
+        for job_id in checked:
+            try:
+                resolved.append(control.resolve(job_id))
+            except AmbiguousJobId as error:
+                fail(str(error))
+    return list(dict.fromkeys(resolved))
 
 
 def _confirm(question: str, yes: bool) -> None:
@@ -111,27 +151,40 @@ def _targets(
     if job_ids and filtered:
         fail(f"give job ids or filters (--state, --policy, --task) to {verb}, not both")
     if job_ids:
-        return _check_ids(job_ids)
+        return _resolve_ids(conn, job_ids)
     if not filtered:
         fail(f"name the jobs to {verb}: job ids, or filters (--state, --policy, --task)")
     chosen = [JobState(state)] if state else list(states)
-    ids: list[str] = []
+    matched: dict[str, JobRecord] = {}
     with redis_errors(conn):
         for each in chosen:
-            ids += [
-                record.id
-                for record in conn.control.list_jobs(
-                    state=each, policy=policy, task=task, limit=BULK_MAX
-                )
-            ]
-    ids = list(dict.fromkeys(ids))[:BULK_MAX]
+            for record in conn.control.list_jobs(
+                state=each, policy=policy, task=task, limit=BULK_MAX
+            ):
+                matched.setdefault(record.id, record)
+    ids = list(matched)[:BULK_MAX]
     what = _describe(state, policy, task)
     if not ids:
         click.echo(f"no jobs match ({what}); nothing to {verb}", err=True)
         return []
     noun = "job" if len(ids) == 1 else "jobs"
+    if not yes:
+        _preview(conn, [matched[job_id] for job_id in ids])
     _confirm(f"{verb} {len(ids)} {noun} ({what})?", yes)
     return ids
+
+
+def _preview(conn: Connection, records: Sequence[JobRecord]) -> None:
+    """Before asking, the first jobs a bulk action matched, on stderr, as list shows them."""
+    shown = records[:PREVIEW_ROWS]
+    with redis_errors(conn):
+        store = conn.store
+        stuck_ids = frozenset(store.in_index(store.keys.stuck, [r.id for r in shown]))
+        now = _redis_now(store)
+    lines = job_lines(shown, now, stuck_ids, _table_width(err_console, wide=False))
+    if len(records) > len(shown):
+        lines.append(f"... and {len(records) - len(shown)} more")
+    click.echo("\n".join(lines), err=True)
 
 
 class Outcomes:
@@ -157,9 +210,11 @@ class Outcomes:
 
 
 def _not_found(job_id: str) -> str:
+    short = (f"; an id prefix needs at least {MIN_PREFIX} characters"
+             if len(job_id) < MIN_PREFIX else "")  # fmt: skip
     return (
         f"job {job_id}: not found (it has not started yet, its record expired, or "
-        "--redis-url/--key-prefix point elsewhere)"
+        f"--redis-url/--key-prefix point elsewhere{short})"
     )
 
 
@@ -176,15 +231,21 @@ def _not_found(job_id: str) -> str:
 @click.option("--stuck", is_flag=True, help="Only jobs failing longer than their alert_after.")
 @click.option("--limit", type=click.IntRange(1, MAX_LIST), default=50, show_default=True,
               help="Most jobs to show.")  # fmt: skip
+@wide_option
+@output_option
 @json_option
 def list_jobs(
     state: str | None, policy: str | None, task: str | None, stuck: bool, limit: int,
-    as_json: bool,
+    wide: bool, output: str | None, as_json: bool,
 ) -> None:  # fmt: skip
-    """List jobs, one line each: failing since when, next attempt, last error.
+    """List jobs, one line each: id, state, attempts, next attempt, last error...
 
     Waiting jobs come soonest due first. Reads the store's indexes, never a scan of keys.
+    On a terminal the table fits its width: ids (or unique prefixes, which every
+    command takes), states and attempts are never cut, the last error is; columns
+    that do not fit are left out (--wide shows them all).
     """
+    wide, as_json = wide or output == "wide", as_json or output == "json"
     conn = connection()
     with redis_errors(conn):
         store = conn.store
@@ -200,23 +261,51 @@ def list_jobs(
     if not records:
         click.echo("no jobs match")
         return
-    print_wide(console, jobs_table(records, now, frozenset(stuck_ids)))
+    click.echo("\n".join(job_lines(records, now, frozenset(stuck_ids),
+                                    _table_width(console, wide))))  # fmt: skip
 
 
 # -- show ------------------------------------------------------------------------------
 
 
-def _policy_of(conn: Connection, name: str) -> tuple[RetryPolicy | None, str | None]:
-    """The job's policy from the catalogue, or why it cannot be shown."""
+@dataclass(frozen=True)
+class PolicyView:
+    """The policy show explains: where it was found, or why none was."""
+
+    policy: RetryPolicy | None
+    source: str | None = None
+    note: str | None = None
+
+
+def _policy_of(conn: Connection, name: str) -> PolicyView:
+    """The job's policy from the catalogue retryctl reads, else from the workers' registry."""
     if not name:
-        return None, "the job has no policy recorded (a kill recorded before it started)"
+        return PolicyView(None, note="the job has no policy recorded (a kill recorded before "
+                                     "it started)")  # fmt: skip
     try:
-        return load_catalog(conn.settings.policy_file).get(name), None
+        catalog = load_catalog(conn.settings.policy_file)
+        unreadable = None
     except PolicyError as error:
-        return None, (
-            f"policy {name} is not in the catalogue retryctl reads (built-ins and "
-            f"DURABLE_POLICY_FILE); it may be an inline policy of the task. ({error})"
-        )
+        catalog, unreadable = None, str(error)
+    try:
+        registered = registered_policy(conn, name)
+    except PolicyError as error:
+        registered, unreadable = None, str(error)
+    if catalog is not None and name in catalog:
+        view = PolicyView(catalog.get(name), source=catalog.source(name))
+        if registered is not None and registered.policy != view.policy:
+            return PolicyView(view.policy, view.source, note=(
+                "the workers registered other values under this name "
+                f"({registered_from(registered)}): the policy file retryctl reads is not "
+                "the workers'; theirs decide"))  # fmt: skip
+        return view
+    if registered is not None:
+        return PolicyView(registered.policy, source=registered_from(registered))
+    return PolicyView(None, note=(
+        f"policy {name} is in neither the catalogue retryctl reads (built-ins and "
+        "DURABLE_POLICY_FILE) nor the policies workers registered in Redis when they "
+        "started; a worker that serves it registers it when it starts"
+        + (f" ({unreadable})" if unreadable else "")))  # fmt: skip
 
 
 def explain(
@@ -292,9 +381,12 @@ def explain(
 @click.argument("job_id")
 @json_option
 def show(job_id: str, as_json: bool) -> None:
-    """Everything the store knows about JOB_ID, its policy, and why it will or won't run again."""
-    _check_ids([job_id])
+    """Everything the store knows about JOB_ID, its policy, and why it will or won't run again.
+
+    JOB_ID is a job's id or a unique prefix of it (at least 4 characters).
+    """
     conn = connection()
+    [job_id] = _resolve_ids(conn, [job_id])
     with redis_errors(conn):
         store = conn.store
         fields = store.get(job_id)
@@ -308,7 +400,8 @@ def show(job_id: str, as_json: bool) -> None:
     lease_end = ms_to_datetime(int(lease)) if lease is not None else None
     stuck_at = ms_to_datetime(int(stuck)) if stuck is not None else None
     expires_at = ms_to_datetime(expires)
-    policy, policy_note = _policy_of(conn, record.policy)
+    view = _policy_of(conn, record.policy)
+    policy = view.policy
     why = explain(record, fields, now, policy, lease_end, stuck_at)
     if as_json:
         print_json({
@@ -318,11 +411,12 @@ def show(job_id: str, as_json: bool) -> None:
             "stuck_since": stuck_at.isoformat() if stuck_at else None,
             "record_expires_at": expires_at.isoformat() if expires_at else None,
             "policy": policy.effective() if policy else None,
-            "policy_note": policy_note,
+            "policy_source": view.source,
+            "policy_note": view.note,
             "why": why,
         })  # fmt: skip
         return
-    _print_show(record, fields, now, lease_end, expires_at, policy, policy_note, why)
+    _print_show(record, fields, now, lease_end, expires_at, view, why)
 
 
 def _print_show(
@@ -331,8 +425,7 @@ def _print_show(
     now: datetime,
     lease_end: datetime | None,
     expires_at: datetime | None,
-    policy: RetryPolicy | None,
-    policy_note: str | None,
+    view: PolicyView,
     why: list[str],
 ) -> None:
     failures = ", ".join(f"{event.value} {n}" for event, n in record.failures.items()) or "-"
@@ -367,10 +460,13 @@ def _print_show(
     for line in why:
         click.echo(f"  {line}")
     click.echo("")
+    policy = view.policy
     if policy is None:
-        click.echo(f"policy: {policy_note}")
+        click.echo(f"policy: {view.note}")
         return
-    click.echo(f"policy {policy.name} (effective values):")
+    click.echo(f"policy {policy.name} (effective values; {view.source}):")
+    if view.note:
+        click.echo(f"  note: {view.note}")
     text = yaml.safe_dump(policy.effective(), sort_keys=False, default_flow_style=False)
     for line in text.rstrip().splitlines():
         click.echo(f"  {line}")
@@ -414,7 +510,8 @@ def kill(
 ) -> None:  # fmt: skip
     """Stop jobs for good: no delivery ever runs them again, and running attempts are revoked.
 
-    Name jobs by id, or by filters (asks first; --yes to skip). Exit 1 if a job is not found.
+    Name jobs by id (or a unique prefix of at least 4 characters), or by
+    filters (asks first; --yes to skip). Exit 1 if a job is not found.
     """
     conn = connection()
     ids = _targets(conn, job_ids, LIVE_STATES, state, policy, task, "kill", yes)
@@ -455,7 +552,8 @@ def resume(
     """Bring dead or parked jobs back to retrying, now.
 
     The attempt count is kept; a new failure streak starts (new window, new
-    attempt budget). Name jobs by id, or by filters (asks first; --yes to skip).
+    attempt budget). Name jobs by id (or a unique prefix of at least 4
+    characters), or by filters (asks first; --yes to skip).
     """
     conn = connection()
     states = (JobState.DEAD, JobState.PARKED)
@@ -488,7 +586,8 @@ def retry_now(
 ) -> None:
     """Skip the rest of waiting jobs' delay: the next sweep publishes them.
 
-    Name jobs by id, or by filters (asks first; --yes to skip).
+    Name jobs by id (or a unique prefix of at least 4 characters), or by
+    filters (asks first; --yes to skip).
     """
     conn = connection()
     ids = _targets(conn, job_ids, (JobState.RETRYING,), state, policy, task, "retry now", yes)
@@ -544,7 +643,9 @@ def purge(state: str, older_than: str, policy: str | None, task: str | None, yes
 # -- watch ---------------------------------------------------------------------------
 
 
-def _watch_frame(control: Control, limit: int) -> tuple[dict[str, Any], Any]:
+def _watch_frame(
+    control: Control, limit: int, width: int | None
+) -> tuple[dict[str, Any], list[str]]:
     store = control.store
     sizes = store.index_sizes()
     stuck = control.list_jobs(stuck=True, limit=limit)
@@ -561,12 +662,11 @@ def _watch_frame(control: Control, limit: int) -> tuple[dict[str, Any], Any]:
         "counts": counts,
         "jobs": [{**job_json(r, now), "stuck": r.id in stuck_ids} for r in records],
     }
-    header = Text(
-        f"{utc(now)} UTC  " + "  ".join(f"{name} {n}" for name, n in counts.items())
-        + (f"  (showing {len(records)}: stuck first, then soonest due)" if records else "")
-    )  # fmt: skip
-    body = jobs_table(records, now, stuck_ids) if records else Text("no retrying or stuck jobs")
-    return data, Group(header, body)
+    header = [f"{utc(now)} UTC  " + "  ".join(f"{name} {n}" for name, n in counts.items())]
+    if records:
+        header.append(f"showing {len(records)}: stuck first, then soonest due")
+    body = job_lines(records, now, stuck_ids, width) if records else ["no retrying or stuck jobs"]
+    return data, [*header, *body]
 
 
 @click.command("watch")
@@ -576,13 +676,19 @@ def _watch_frame(control: Control, limit: int) -> tuple[dict[str, Any], Any]:
               help="Most jobs shown.")  # fmt: skip
 @click.option("--iterations", type=click.IntRange(0), default=0, show_default=True,
               help="Stop after this many refreshes (0: until Ctrl-C).")  # fmt: skip
+@wide_option
+@output_option
 @json_option
-def watch(interval: float, limit: int, iterations: int, as_json: bool) -> None:
+def watch(
+    interval: float, limit: int, iterations: int, wide: bool, output: str | None, as_json: bool
+) -> None:
     """A live table of stuck and retrying jobs, refreshed in place.
 
+    The table follows list's rules (fits the terminal; --wide: every column).
     To a pipe or a file (or with --json, one JSON document per line) each
     refresh is printed after the last.
     """
+    wide, as_json = wide or output == "wide", as_json or output == "json"
     conn = connection()
     live = console.is_terminal and not as_json
     with redis_errors(conn):
@@ -592,19 +698,20 @@ def watch(interval: float, limit: int, iterations: int, as_json: bool) -> None:
             if live:
                 with Live(console=console, auto_refresh=False) as screen:
                     while True:
-                        screen.update(_watch_frame(control, limit)[1], refresh=True)
+                        # The width is read at each refresh: a resized pane gets its fit.
+                        lines = _watch_frame(control, limit, _table_width(console, wide))[1]
+                        screen.update(Text("\n".join(lines)), refresh=True)
                         count += 1
                         if iterations and count >= iterations:
                             break
                         time.sleep(interval)
                 return
             while True:
-                data, frame = _watch_frame(control, limit)
+                data, lines = _watch_frame(control, limit, _table_width(console, wide))
                 if as_json:
                     click.echo(json.dumps(data, sort_keys=True))
                 else:
-                    print_wide(console, frame)
-                    click.echo("")
+                    click.echo("\n".join(lines) + "\n")
                 count += 1
                 if iterations and count >= iterations:
                     break

@@ -23,7 +23,15 @@ from policies import (
 )
 from policies.catalog import builtin_policies
 from policies.simulate import Step
-from workers.ops.cli.common import console, fail, print_json, print_rows
+from workers.ops.cli.common import (
+    connection,
+    console,
+    fail,
+    print_json,
+    print_rows,
+    registered_from,
+    registered_policy,
+)
 
 MAX_SIMULATED_ATTEMPTS = 100_000
 
@@ -50,11 +58,27 @@ def _catalog(policy_file: str | None) -> Catalog:
         fail(str(error))
 
 
-def _policy(catalog: Catalog, name: str) -> RetryPolicy:
+def _policy(catalog: Catalog, name: str) -> tuple[RetryPolicy, str]:
+    """Policy NAME and where it came from: the catalogue, else the workers' registry in Redis.
+
+    A catalogue name never touches Redis; any other is looked up among the
+    policies workers registered when they started (inline policies of tasks,
+    the workers' own policy file).
+    """
     try:
-        return catalog.get(name)
+        policy = catalog.get(name)
     except PolicyError as error:
-        fail(str(error))
+        unknown = str(error)
+    else:
+        return policy, catalog.source(name)
+    try:
+        registered = registered_policy(connection(), name)
+    except PolicyError as error:
+        fail(f"{unknown}\nthe policy workers registered under {name!r} cannot be read: {error}")
+    if registered is None:
+        fail(f"{unknown}\nno worker registered a policy {name!r} in Redis either (workers "
+             "register the policies they serve when they start)")  # fmt: skip
+    return registered.policy, registered_from(registered)
 
 
 def _count(value: int | None) -> str:
@@ -124,14 +148,17 @@ def _event_line(policy: RetryPolicy, event: Event) -> str:
 @policy_file_option
 @json_option
 def show_policy(name: str, policy_file: str | None, as_json: bool) -> None:
-    """Every setting of policy NAME, defaults included."""
-    catalog = _catalog(policy_file)
-    policy = _policy(catalog, name)
+    """Every setting of policy NAME, defaults included.
+
+    NAME is looked up in the catalogue, then among the policies workers
+    registered in Redis (inline policies of tasks included).
+    """
+    policy, source = _policy(_catalog(policy_file), name)
     if as_json:
-        print_json({**policy.effective(), "source": catalog.source(name)})
+        print_json({**policy.effective(), "source": source})
         return
     lines = [
-        ("policy", f"{policy.name} ({catalog.source(name)})"),
+        ("policy", f"{policy.name} ({source})"),
         ("description", policy.description or "-"),
         ("on_events", ", ".join(policy.ordered_events())),
         ("duration", format_duration(policy.duration)),
@@ -244,7 +271,7 @@ def simulate_policy(
     hint = _parse_duration_option("--retry-after", retry_after)
     if retry_after is not None and hint is None:
         fail("--retry-after: got 'off'; accepted: a duration like 30s or 2m")
-    policy = _policy(_catalog(policy_file), name)
+    policy, _source = _policy(_catalog(policy_file), name)
     path, mro = _error_classes(error_type)
     try:
         failure = Failure(

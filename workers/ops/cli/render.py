@@ -1,21 +1,15 @@
-"""How retryctl shows jobs: times with their distance from now, tables, JSON."""
+"""How retryctl shows one job: times with their distance from now, JSON.
+
+Tables of jobs are laid out in :mod:`workers.ops.cli.columns`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from rich import box
-from rich.console import Console, RenderableType
-from rich.measure import Measurement
-from rich.table import Table
-from rich.text import Text
-
 from policies import format_duration
 from workers.core.records import JobRecord
-
-ERROR_WIDTH = 70
 
 
 def utc(moment: datetime) -> str:
@@ -47,13 +41,6 @@ def until(moment: datetime | None, now: datetime) -> str:
     return f"{utc(moment)} ({when})"
 
 
-def one_line(text: str | None, width: int = ERROR_WIDTH) -> str:
-    if not text:
-        return "-"
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 3] + "..."
-
-
 def job_json(record: JobRecord, now: datetime) -> dict[str, Any]:
     """A job as JSON: the record's fields, plus how long it has failed and waits."""
     data = record.model_dump(mode="json")
@@ -65,48 +52,3 @@ def job_json(record: JobRecord, now: datetime) -> dict[str, Any]:
         round((due - now).total_seconds(), 3) if due is not None else None
     )
     return data
-
-
-JOB_COLUMNS = (
-    "ID", "TASK", "POLICY", "STATE", "ATTEMPTS", "FAILING SINCE (UTC)",
-    "NEXT ATTEMPT (UTC)", "LAST ERROR",
-)  # fmt: skip
-
-
-def job_row(record: JobRecord, now: datetime, stuck: bool = False) -> list[str]:
-    state = record.state.value + (", stuck" if stuck else "")
-    return [
-        record.id, record.task or "-", record.policy or "-", state, str(record.attempts),
-        since(record.first_failure_at, now), until(record.next_attempt_at, now),
-        one_line(record.last_error),
-    ]  # fmt: skip
-
-
-def jobs_table(
-    records: Sequence[JobRecord],
-    now: datetime,
-    stuck_ids: frozenset[str] = frozenset(),
-    title: str | None = None,
-) -> Table:
-    """One job per line; cells are plain text (an error text is never read as markup)."""
-    table = Table(
-        box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False
-    )
-    for name in JOB_COLUMNS:
-        table.add_column(name, no_wrap=True, overflow="ellipsis")
-    for record in records:
-        table.add_row(*(Text(cell) for cell in job_row(record, now, record.id in stuck_ids)))
-    return table
-
-
-def print_wide(console: Console, renderable: RenderableType) -> None:
-    """Print to a terminal at its width; to a pipe or file at the width the rows need."""
-    if console.is_terminal:
-        console.print(renderable)
-        return
-    options = console.options.update(max_width=10_000)
-    width = Measurement.get(console, options, renderable).maximum
-    # Console.print never goes past the console's width: print through one as wide as needed.
-    wide = Console(file=console.file, width=max(width, 20), highlight=False, soft_wrap=True,
-                   color_system=None)  # fmt: skip
-    wide.print(renderable)
