@@ -21,6 +21,7 @@ from rich.text import Text
 
 from policies import PolicyError, RetryPolicy, format_duration, load_catalog, parse_duration
 from workers.core.records import JobRecord, JobState, ms_to_datetime
+from workers.core.refusals import memory_text, memory_use
 from workers.core.store import Store
 from workers.ops.cli.common import (
     Connection,
@@ -556,13 +557,16 @@ def _watch_frame(control: Control, limit: int) -> tuple[dict[str, Any], Any]:
         "running": sizes["leases"], "waiting": sizes["due"], "parked": sizes["parked"],
         "stuck": sizes["stuck"], "dead": sizes["dead"],
     }  # fmt: skip
+    memory = memory_use(store.redis)
     data = {
         "at": now.isoformat(),
         "counts": counts,
+        "memory": memory,
         "jobs": [{**job_json(r, now), "stuck": r.id in stuck_ids} for r in records],
     }
     header = Text(
         f"{utc(now)} UTC  " + "  ".join(f"{name} {n}" for name, n in counts.items())
+        + f"  redis {memory_text(memory)}"
         + (f"  (showing {len(records)}: stuck first, then soonest due)" if records else "")
     )  # fmt: skip
     body = jobs_table(records, now, stuck_ids) if records else Text("no retrying or stuck jobs")
