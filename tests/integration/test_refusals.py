@@ -333,3 +333,45 @@ def test_a_refusal_longer_than_the_wait_hands_messages_back_and_loses_none(
         assert sum(STREAK_LINE in line for line in text.splitlines()) == 1
     finally:
         state.close()
+
+
+def test_metrics_count_refusals_during_the_streak_and_show_memory_against_maxmemory(
+    tmp_path: Path, redis_client: redis.Redis, redis_server: RedisServer,
+) -> None:  # fmt: skip
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from workers.core.refusals import Refusals
+    from workers.ops.metrics import JobsCollector
+
+    state = StateRedis(tmp_path / "state-redis", redis_server.url)
+    try:
+        store = state.store
+        refusals = Refusals(state.server.url, client=lambda: store.redis,
+                            store_counts=store.add_stats)  # fmt: skip
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(JobsCollector(store, refusals=refusals))
+
+        def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            text = generate_latest(registry).decode()
+            return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                    for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
+
+        state.client.config_set("maxmemory", 512 * 1024 * 1024)
+        state.client.config_set("min-replicas-to-write", 1)
+        for _ in range(3):
+            try:
+                store.heartbeat("metrics-test", 1000)
+            except redis.RedisError as exc:
+                refusals.note(exc, refusal_reason(exc) or "?")
+        during = scrape()  # Redis refuses writes, but reads (the scrape) work
+        assert during[("durable_redis_refusals_total", (("reason", "no-replicas"),))] == 3
+        assert during[("durable_redis_maxmemory_bytes", ())] == 512 * 1024 * 1024
+        assert 0 < during[("durable_redis_used_memory_bytes", ())] < 512 * 1024 * 1024
+        state.client.config_set("min-replicas-to-write", 0)
+        store.heartbeat("metrics-test", 1000)
+        refusals.accepted()  # the streak ends: its counts move into durable:stats
+        assert store.stats()["refusals:no-replicas"] == 3
+        assert scrape()[("durable_redis_refusals_total", (("reason", "no-replicas"),))] == 3
+    finally:
+        state.close()
