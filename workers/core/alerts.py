@@ -16,29 +16,21 @@ crossing it, not at the moment it crosses it.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import threading
-import time
-import urllib.request
 from collections.abc import Callable
-from typing import Any, ParamSpec
+from typing import ParamSpec
 
 import redis
 
 from policies import Failure, format_duration
 from workers.core.attempt import Attempt
 from workers.core.outcomes import FailKind, FailOutcome
+from workers.core.refusals import refusal_reason
 from workers.core.runtime import Runtime
-from workers.core.settings import redact_url
 from workers.core.texts import iso
+from workers.core.webhook import send_webhook
 
 log = logging.getLogger("workers.alerts")
-
-WEBHOOK_TIMEOUT_SECONDS = 5.0
-# Pauses between webhook attempts: four attempts in all, then give up (logged).
-WEBHOOK_PAUSES_SECONDS = (0.5, 2.0, 8.0)
-
 
 P = ParamSpec("P")
 
@@ -81,6 +73,10 @@ def report_if_stuck(
     try:
         marked = rt.store.mark_stuck(job_id, alert_after_ms)
     except redis.RedisError as exc:
+        reason = refusal_reason(exc)
+        if reason is not None:
+            rt.refusals.note(exc, reason)  # told once per streak; checked at the next failure
+            return False
         log.warning("durable-retry: job %s may be stuck; not recorded: %s", job_id, exc)
         return False
     if marked is None:
@@ -114,37 +110,3 @@ def report_if_stuck(
         }
         send_webhook(url, payload)
     return True
-
-
-def send_webhook(url: str, payload: dict[str, Any]) -> threading.Thread:
-    """POST ``payload`` as JSON from a daemon thread, retrying a bounded number of times."""
-    thread = threading.Thread(
-        target=_post, args=(url, json.dumps(payload).encode()), name="durable-alert", daemon=True
-    )
-    thread.start()
-    return thread
-
-
-def _post(url: str, body: bytes) -> None:
-    shown = redact_url(url)
-    attempts = len(WEBHOOK_PAUSES_SECONDS) + 1
-    for number in range(1, attempts + 1):
-        request = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
-                response.read()
-            return
-        except Exception as exc:  # HTTP errors, refused connections, timeouts
-            if number == attempts:
-                log.error(
-                    "durable-retry: stuck alert to %s failed %d times, giving up: %s",
-                    shown, attempts, exc,
-                )  # fmt: skip
-                return
-            log.warning(
-                "durable-retry: stuck alert to %s failed (attempt %d of %d): %s; retrying",
-                shown, number, attempts, exc,
-            )  # fmt: skip
-            time.sleep(WEBHOOK_PAUSES_SECONDS[number - 1])

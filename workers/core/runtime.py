@@ -1,5 +1,5 @@
 """What one Celery app's durable jobs use to talk to their state: settings,
-the policy catalogue, the store and the lease keeper.
+the policy catalogue, the store, the lease keeper and the refusal count.
 
 The integration layer makes one :class:`Runtime` per app (``install(app)``)
 and hands it to every part that needs it; nothing here is a module global.
@@ -22,8 +22,10 @@ import redis
 from policies import Catalog, load_catalog
 from workers.core.errors import StateUnavailable
 from workers.core.leases import LeaseKeeper
+from workers.core.refusals import Refusals, refusal_reason
 from workers.core.settings import Settings, redact_url
 from workers.core.store import Store
+from workers.core.webhook import send_webhook
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,32 +47,62 @@ class Runtime:
 
     @cached_property
     def leases(self) -> LeaseKeeper:
-        return LeaseKeeper(self.store, self.settings.lease_seconds)
+        return LeaseKeeper(self.store, self.settings.lease_seconds, self.refusals)
+
+    @cached_property
+    def refusals(self) -> Refusals:
+        url = self.settings.alert_webhook
+        return Refusals(
+            self.settings.redis_url,
+            client=lambda: self.store.redis,
+            alert=(lambda payload: send_webhook(url, payload)) if url else None,
+            store_counts=lambda counts: self.store.add_stats(counts),
+        )
 
     @property
     def lease_ms(self) -> int:
         return int(self.settings.lease_seconds * 1000)
 
     def call_redis(self, action: Callable[[], T], what: str) -> T:
-        """Run ``action``, retrying while Redis is unreachable; then raise StateUnavailable.
+        """Run ``action``, retrying while Redis is unreachable or refuses writes;
+        then raise StateUnavailable.
 
         Nothing about an attempt may be guessed without Redis, so after
         ``DURABLE_REDIS_WAIT_SECONDS`` the caller gives up (a worker hands the
         message back to the broker, which delivers it again; the store decides then).
+        A refusal (out of memory, read-only, MISCONF...: see ``workers.core.refusals``)
+        is waited on the same way; it is told once per streak, not per call.
         """
         deadline = time.monotonic() + self.settings.redis_wait_seconds
         pause = 0.1
         while True:
             try:
-                return action()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                result = action()
+            except redis.RedisError as exc:
+                reason = refusal_reason(exc)
+                if reason is None and not isinstance(exc, (redis.ConnectionError,
+                                                           redis.TimeoutError)):  # fmt: skip
+                    raise
+                if reason is not None:
+                    self.refusals.note(exc, reason)
                 if time.monotonic() >= deadline:
+                    if reason is not None:
+                        log.info("durable-retry: Redis refused writes (%s) for %gs while %s; "
+                                 "handing the message back to the broker", reason,
+                                 self.settings.redis_wait_seconds, what)  # fmt: skip
+                        raise StateUnavailable(f"Redis refuses writes ({reason}) while {what}") \
+                            from exc
                     log.error(
                         "durable-retry: Redis at %s unreachable while %s (%s); "
                         "handing the message back to the broker",
                         redact_url(self.settings.redis_url), what, exc,
                     )  # fmt: skip
                     raise StateUnavailable(f"Redis unreachable while {what}") from exc
-                log.warning("durable-retry: Redis unreachable while %s: %s; retrying", what, exc)
+                if reason is None:
+                    log.warning("durable-retry: Redis unreachable while %s: %s; retrying",
+                                what, exc)  # fmt: skip
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
+            else:
+                self.refusals.accepted()
+                return result

@@ -79,11 +79,14 @@ class Settings(BaseSettings):
     redis_wait_seconds: float = Field(
         default=30.0,
         ge=0,
-        description="How long an attempt keeps retrying Redis before it hands its "
-        "message back to the broker.",
+        description="How long an attempt keeps retrying a Redis that is unreachable or "
+        "refuses writes (out of memory, read-only...) before it hands its message back to "
+        "the broker.",
     )
     alert_webhook: str | None = Field(
-        default=None, description="URL that receives a JSON POST when a job gets stuck."
+        default=None,
+        description="URL that receives a JSON POST when a job gets stuck, and when Redis "
+        "starts refusing writes.",
     )
     metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Port for Prometheus metrics in each worker."

@@ -13,6 +13,12 @@ Each pass (every ``DURABLE_SWEEP_SECONDS``):
 Every step claims its work atomically in Redis, so any number of sweepers
 (one per worker) may run at once without publishing or judging anything twice.
 
+While Redis refuses writes or cannot be reached, passes fail: that is told
+once per streak (a refusal through ``Runtime.refusals``), and for one lease
+length after the last failed pass the sweeper judges no worker dead and takes
+no expired lease: live workers could not renew their leases or heartbeats
+meanwhile, and get that long to do it before anything is taken for a death.
+
 The sweeper publishes through the :class:`~workers.core.publisher.Publisher`
 and learns a job's policy from the :data:`PolicyLookup` it is given: the
 integration layer passes its app's (``install(app)``), so a retry goes out on
@@ -33,10 +39,12 @@ import redis
 from policies import Event, RetryPolicy, decide
 from workers.core.attempt import Attempt
 from workers.core.clock import RedisClock
+from workers.core.errors import StateUnavailable
 from workers.core.failures import interruption_failure
 from workers.core.outcomes import FailKind, Payload
 from workers.core.publisher import EndedJob, NextAttempt, Publisher, retry_queue
 from workers.core.recorder import record_failure
+from workers.core.refusals import refusal_reason
 from workers.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -51,6 +59,8 @@ TRIM_EVERY_SECONDS = 10.0
 # A node that never said how many messages it may hold unstarted (a worker of
 # an older release) counts as Celery's default prefetch (4) on a few processes.
 UNKNOWN_NODE_CAPACITY = 16
+# A silence no worker reaches: heartbeats that judge nobody dead.
+NEVER_MS = 2**50
 _rng = random.Random()
 
 PolicyLookup = Callable[[str, str], RetryPolicy | None]
@@ -90,13 +100,17 @@ class Sweeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_trim = 0.0
+        # Until then (monotonic) leases and heartbeats are not trusted: see the module doc.
+        self._distrust_until = 0.0
+        self._trouble: str | None = None  # "refused" or "unreachable" while it lasts
 
     # -- one pass -----------------------------------------------------------------
 
     def run_once(self) -> SweepReport:
         report = SweepReport()
+        trusted = time.monotonic() >= self._distrust_until
         now_ms, report.dead_workers = self.rt.store.heartbeat(
-            self.owner, self.rt.lease_ms, self.capacity
+            self.owner, self.rt.lease_ms if trusted else NEVER_MS, self.capacity
         )
         for node in report.dead_workers:
             log.warning("durable-retry: worker %s stopped answering; its countdown retries "
@@ -104,7 +118,7 @@ class Sweeper:
                         node)  # fmt: skip
         report.republished = self.republish_unclaimed(now_ms, report.dead_workers)
         report.dispatched = self.dispatch_due()
-        report.recovered = self.recover_expired_leases(report)
+        report.recovered = self.recover_expired_leases(report) if trusted else 0
         report.unparked = self.unpark()
         # Counted for metrics; no round trip when the pass recovered nothing.
         self.rt.store.add_stats(
@@ -267,12 +281,38 @@ class Sweeper:
         while not self._stop.is_set():
             # Passes start at a fixed rate: a slow pass does not push the next one back.
             next_pass += interval
-            try:
-                self.run_once()
-            except redis.RedisError as exc:
-                log.warning("durable-retry: sweep failed, Redis unreachable: %s", exc)
-            except Exception:
-                log.exception("durable-retry: sweep failed")
+            self.sweep()
             self._stop.wait(max(0.0, next_pass - time.monotonic()))
             next_pass = max(next_pass, time.monotonic() - interval)
 
+    def sweep(self) -> SweepReport | None:
+        """One pass that never raises: Redis trouble is told once per streak."""
+        try:
+            report = self.run_once()
+        except (redis.RedisError, StateUnavailable) as exc:
+            self._failed(exc)
+            return None
+        except Exception:
+            log.exception("durable-retry: sweep failed")
+            return None
+        if self._trouble is not None:
+            if self._trouble == "unreachable":
+                log.info("durable-retry: Redis answers again; sweeps resume (expired leases "
+                         "are left to their workers for %gs)", self.rt.settings.lease_seconds)
+            self._trouble = None
+            self.rt.refusals.accepted()
+        return report
+
+    def _failed(self, exc: BaseException) -> None:
+        self._distrust_until = time.monotonic() + self.rt.settings.lease_seconds
+        cause = exc.__cause__ if isinstance(exc, StateUnavailable) else exc
+        reason = refusal_reason(cause) if cause is not None else None
+        if reason is not None or isinstance(exc, StateUnavailable):
+            if reason is not None and not isinstance(exc, StateUnavailable):
+                self.rt.refusals.note(exc, reason)  # call_redis counted the others
+            self._trouble = "refused" if reason is not None else (self._trouble or "unreachable")
+            return
+        if self._trouble != "unreachable":
+            log.warning("durable-retry: sweeps fail, Redis unreachable: %s; trying again "
+                        "every %gs", exc, self.rt.settings.sweep_seconds)  # fmt: skip
+        self._trouble = "unreachable"

@@ -34,6 +34,7 @@ from workers.core.settings import Settings, load_settings, redact_url
 from workers.core.sweeper import Sweeper
 from workers.integration import patches
 from workers.integration.publish import CeleryPublisher
+from workers.integration.quiet import quiet_handed_back_rejects
 from workers.ops.control import Control
 from workers.ops.metrics import serve
 
@@ -158,6 +159,10 @@ class DurableStep(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.sweeper: Sweeper | None = None
+        # Before the pool forks: the main process tells a refusing Redis once for
+        # the worker, its children count quietly; a handed-back message is one line.
+        durable_of(parent.app).runtime.refusals.speak_here()
+        quiet_handed_back_rejects()
 
     def start(self, parent: Any) -> None:
         extension = durable_of(parent.app)
@@ -200,7 +205,7 @@ def _serve_metrics(runtime: Runtime) -> None:
     if port is None:
         return
     try:
-        serve(runtime.store, port)
+        serve(runtime.store, port, refusals=runtime.refusals)
     except OSError as exc:
         # Two workers on one host with the same port: the first one serves.
         log.warning("durable-retry: metrics not served on port %d: %s", port, exc)

@@ -17,6 +17,7 @@ from celery.exceptions import TimeLimitExceeded
 from celery.worker.request import Request
 
 from policies import Event
+from workers.core.refusals import refusal_reason
 from workers.integration.extension import durable_of
 from workers.integration.publish import ATTEMPT_HEADER, attempt_from_header
 
@@ -46,12 +47,16 @@ class DurableRequest(Request):
         attempt = attempt_from_header(self._request_dict.get(ATTEMPT_HEADER))
         if attempt is None:
             return  # a garbage header: claim refused it, nothing holds a lease
+        runtime = durable_of(self.app).runtime
         try:
-            store = durable_of(self.app).runtime.store
-            expired = store.interrupt(self.id, attempt, self.hostname, event.value)
+            expired = runtime.store.interrupt(self.id, attempt, self.hostname, event.value)
         except redis.RedisError as exc:
             # The lease still ends on its own; recovery is only slower.
-            log.warning("durable-retry: job %s: could not end the lease now: %s", self.id, exc)
+            reason = refusal_reason(exc)
+            if reason is not None:
+                runtime.refusals.note(exc, reason)
+            log.warning("durable-retry: job %s: could not end the lease now (%s); it ends "
+                        "on its own", self.id, reason or exc)  # fmt: skip
             return
         if expired:
             log.warning(

@@ -11,6 +11,10 @@ the number of jobs:
   ``fail.lua`` increments inside the failure script and the sweeper after a
   pass that recovered something (never on the success path);
 - stuck jobs: ZCARD of the stuck index;
+- Redis calls refused (out of memory, read-only...), by reason: the stored
+  ``refusals:<reason>`` counts plus this process's not yet stored ones
+  (``workers.core.refusals``: nothing is written while Redis refuses writes);
+- Redis memory used and ``maxmemory`` (INFO memory), so a full Redis is seen coming;
 - oldest failure age by policy: ``first_failure_at`` of the live jobs, read
   in one pipelined HMGET each, all of them while an index holds at most
   ``sample`` entries, else a random sample of ``sample`` per index (then the
@@ -30,6 +34,7 @@ import redis
 
 from policies import Event
 from workers.core.records import JobState
+from workers.core.refusals import REASONS, Refusals, memory_use
 from workers.core.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,9 +57,12 @@ STATE_OF_INDEX = {
 class JobsCollector:
     """Metrics of the jobs in one store, read at each scrape."""
 
-    def __init__(self, store: Store, sample: int = OLDEST_FAILURE_SAMPLE) -> None:
+    def __init__(
+        self, store: Store, sample: int = OLDEST_FAILURE_SAMPLE, refusals: Refusals | None = None
+    ) -> None:
         self.store = store
         self.sample = sample
+        self.refusals = refusals
 
     def describe(self) -> list[Any]:
         # Nothing to describe up front: registering must not touch Redis.
@@ -112,6 +120,23 @@ class JobsCollector:
         stuck = gauge("durable_stuck_jobs", "Jobs failing longer than their policy's alert_after.")
         stuck.add_metric([], sizes["stuck"])
 
+        refused = counter(
+            "durable_redis_refusals",
+            "Redis calls refused while Redis answered (out-of-memory, read-only, misconf, "
+            "no-replicas, busy, loading...): each waited and was tried again.",
+            labels=["reason"],
+        )
+        for reason, n in sorted(self.refusal_counts(stats).items()):
+            refused.add_metric([reason], n)
+
+        memory = memory_use(store.redis)
+        used = gauge("durable_redis_used_memory_bytes", "Memory the state Redis uses.")
+        used.add_metric([], memory["used"])
+        limit = gauge("durable_redis_maxmemory_bytes",
+                      "The state Redis' maxmemory (0: no limit; writes are refused past it "
+                      "under noeviction).")  # fmt: skip
+        limit.add_metric([], memory["maxmemory"])
+
         oldest = gauge(
             "durable_oldest_failure_age_seconds",
             "Age of the oldest failure streak among live jobs, by policy "
@@ -120,7 +145,23 @@ class JobsCollector:
         )
         for policy, age in sorted(self.oldest_failure_ages().items()):
             oldest.add_metric([policy], age)
-        return [jobs, retrying, failures, recoveries, stuck, oldest]
+        return [jobs, retrying, failures, recoveries, stuck, refused, used, limit, oldest]
+
+    def refusal_counts(self, stats: dict[str, int]) -> dict[str, int]:
+        """reason -> refusals: stored, plus this process's not yet stored (every reason shown)."""
+        counts = {reason: 0 for reason in REASONS.values()}
+        if self.refusals is None:
+            stored = stats
+        else:
+            with self.refusals.locked():  # a streak's counts move to Redis under this lock
+                stored = self.store.stats()
+                for reason, n in self.refusals.unstored().items():
+                    counts[reason] = counts.get(reason, 0) + n
+        for name, n in stored.items():
+            if name.startswith("refusals:"):
+                reason = name.removeprefix("refusals:")
+                counts[reason] = counts.get(reason, 0) + n
+        return counts
 
     def oldest_failure_ages(self) -> dict[str, float]:
         """policy -> seconds since the first failure of its oldest failing live job."""
@@ -139,14 +180,18 @@ class JobsCollector:
         return oldest
 
 
-def serve(store: Store, port: int, host: str = "0.0.0.0") -> Any:
+def serve(
+    store: Store, port: int, host: str = "0.0.0.0", refusals: Refusals | None = None
+) -> Any:
     """Serve the metrics of ``store`` over HTTP on ``host:port`` from a daemon thread.
+
+    ``refusals``: this process's, whose not yet stored counts are added.
 
     Returns the server (``server.server_address`` holds the port bound).
     """
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(JobsCollector(store))
+    registry.register(JobsCollector(store, refusals=refusals))
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server

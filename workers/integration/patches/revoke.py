@@ -20,6 +20,7 @@ import redis
 from celery.utils.functional import maybe_list
 from celery.worker.control import Panel
 
+from workers.core.refusals import refusal_reason
 from workers.ops.control import Control, InvalidJobId
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,11 @@ def install_revoke_hook(control_for: Callable[[Any], Control]) -> None:
             try:
                 result = control.kill(job_id, REASON, record_unknown=True, revoke=False)
             except (InvalidJobId, redis.RedisError) as exc:
-                log.warning("durable-retry: revoke of %r not recorded: %s", job_id, exc)
+                # Celery's own revoke below still applies in this worker until it restarts.
+                reason = refusal_reason(exc)
+                refused = f" (Redis refuses writes: {reason})" if reason else ""
+                log.warning("durable-retry: revoke of %r not recorded%s: %s; use "
+                            "`retryctl kill` once Redis accepts writes", job_id, refused, exc)
                 continue
             if result.done:
                 log.warning("job %s killed: %s (was %s)", job_id, REASON, result.previous_state)

@@ -22,6 +22,7 @@ from rich.text import Text
 
 from policies import PolicyError, RetryPolicy, format_duration, load_catalog, parse_duration
 from workers.core.records import JobRecord, JobState, ms_to_datetime
+from workers.core.refusals import memory_text, memory_use
 from workers.core.store import Store
 from workers.ops.cli.columns import job_lines
 from workers.ops.cli.common import (
@@ -657,12 +658,17 @@ def _watch_frame(
         "running": sizes["leases"], "waiting": sizes["due"], "parked": sizes["parked"],
         "stuck": sizes["stuck"], "dead": sizes["dead"],
     }  # fmt: skip
+    memory = memory_use(store.redis)
     data = {
         "at": now.isoformat(),
         "counts": counts,
+        "memory": memory,
         "jobs": [{**job_json(r, now), "stuck": r.id in stuck_ids} for r in records],
     }
-    header = [f"{utc(now)} UTC  " + "  ".join(f"{name} {n}" for name, n in counts.items())]
+    header = [
+        f"{utc(now)} UTC  " + "  ".join(f"{name} {n}" for name, n in counts.items())
+        + f"  redis {memory_text(memory)}"
+    ]  # fmt: skip
     if records:
         header.append(f"showing {len(records)}: stuck first, then soonest due")
     body = job_lines(records, now, stuck_ids, width) if records else ["no retrying or stuck jobs"]
