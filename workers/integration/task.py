@@ -22,7 +22,7 @@ from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from kombu.exceptions import EncodeError
 from kombu.utils import json as kombu_json
 
-from policies import Decision, GiveUp, RetryPolicy, decide
+from policies import Decision, GiveUp, PolicyError, RetryPolicy, decide
 from workers.core.attempt import Attempt
 from workers.core.clock import RedisClock
 from workers.core.errors import (
@@ -37,6 +37,7 @@ from workers.core.recorder import record_failure
 from workers.core.records import checkpoint_from_fields
 from workers.core.runtime import Runtime
 from workers.integration.extension import DurableExtension, durable_of, install
+from workers.integration.options import check_class_attributes
 from workers.integration.publish import ATTEMPT_HEADER, attempt_from_header
 
 log = logging.getLogger("workers.jobs")
@@ -79,8 +80,13 @@ def _call(rt: Runtime, action: Any, what: str) -> Any:
 class DurableTask(Task):
     """A Celery task whose failures are judged by a named retry policy.
 
-    Made by :func:`workers.durable_task`; ``policy`` is fixed at import.
-    Registering it on an app installs durable-retry on that app.
+    Made by :func:`workers.durable_task`, or by Celery itself with
+    ``@app.task(base=DurableTask, policy="forever")`` (or ``shared_task``):
+    ``policy`` (a catalogue name, a mapping or a RetryPolicy; "default" when
+    absent) is resolved through the app's catalogue when the task class is
+    made for that app, and options that fight the policy are refused there,
+    as ``durable_task`` refuses them. Registering it on an app installs
+    durable-retry on that app.
     """
 
     abstract = True
@@ -92,9 +98,20 @@ class DurableTask(Task):
     max_retries = None
     Request = "workers.integration.request:DurableRequest"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Celery's _task_from_fun makes a subclass per app, with the decorator's
+        # options and the app in the class body: check them before Celery
+        # registers the task, so a bad one never reaches a worker.
+        super().__init_subclass__(**kwargs)
+        check_class_attributes(vars(cls))
+        app = vars(cls).get("app")
+        if app is not None:
+            _resolve_policy(cls, app)
+
     @classmethod
     def bind(cls, app: Any) -> Any:
         install(app)
+        _resolve_policy(cls, app)  # a class-based task registered with app.register_task
         return super().bind(app)
 
     @property
@@ -275,6 +292,17 @@ class DurableTask(Task):
         if recorded.kind is FailKind.DEAD:
             raise exc
         raise Retry(exc=RetryScheduled(recorded.note), when=recorded.eta)
+
+
+def _resolve_policy(cls: type[DurableTask], app: Any) -> None:
+    policy = getattr(cls, "policy", "default")
+    if isinstance(policy, RetryPolicy):
+        return
+    try:
+        cls.policy = durable_of(app).resolve_policy(policy)
+    except PolicyError as exc:
+        name = vars(cls).get("name") or cls.__qualname__
+        raise PolicyError([f"task {name}: {problem}" for problem in exc.problems]) from None
 
 
 def _delivery_queue(request: Any) -> str:
