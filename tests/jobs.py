@@ -1,8 +1,8 @@
 """Jobs the integration tests run in real workers (``celery -A tests.jobs worker``).
 
 Every body records that it ran, by job id and attempt, in Redis
-(``bodyruns:<job id>`` hash: attempt -> times run), so a test can prove that
-no attempt's body ran twice.
+(``bodyruns:<job id>`` hash: attempt -> times run; tests/support/bodyruns.py),
+so a test can prove that no attempt's body ran twice.
 """
 
 from __future__ import annotations
@@ -10,41 +10,16 @@ from __future__ import annotations
 import os
 import signal
 import time
-from functools import lru_cache
 from typing import Any
 
-import redis
-
+from tests.support.bodyruns import body_runs, body_started_ms, ran, state_client
 from workers import NoCapacity, Permanent, app, durable_task
 
-__all__ = ["app"]
+__all__ = ["app", "body_runs", "body_started_ms"]
 
 
-@lru_cache(maxsize=1)
-def _client() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["DURABLE_REDIS_URL"], decode_responses=True)
-
-
-def _ran(task: Any) -> int:
-    """Count this attempt's body run and note when it started (Redis' clock, ms)."""
-    attempt = int(task.attempt)
-    client = _client()
-    seconds, micros = client.time()
-    pipe = client.pipeline()
-    pipe.hincrby(f"bodyruns:{task.request.id}", str(attempt), 1)
-    pipe.hset(f"bodystart:{task.request.id}", str(attempt), seconds * 1000 + micros // 1000)
-    pipe.execute()
-    return attempt
-
-
-def body_started_ms(client: redis.Redis, job_id: str, attempt: int) -> int | None:
-    value = client.hget(f"bodystart:{job_id}", str(attempt))
-    return int(value) if value is not None else None
-
-
-def body_runs(client: redis.Redis, job_id: str) -> dict[int, int]:
-    """attempt -> how many times its body ran."""
-    return {int(k): int(v) for k, v in client.hgetall(f"bodyruns:{job_id}").items()}
+_client = state_client
+_ran = ran
 
 
 @durable_task(policy="fast", bind=True)
