@@ -131,6 +131,11 @@ def durable_of(app: Celery) -> DurableExtension:
     return extension if isinstance(extension, DurableExtension) else install(app)
 
 
+def control_of(app: Celery) -> Control:
+    """Operator actions on ``app``'s job state; its revokes go out on ``app``'s broker."""
+    return Control.of_runtime(durable_of(app).runtime, app=app)
+
+
 class DurableStep(bootsteps.StartStopStep):
     """In each worker of a durable app: check the policies, patch, run the sweeper.
 
@@ -154,7 +159,7 @@ class DurableStep(bootsteps.StartStopStep):
         names = runtime.catalog.names()  # raises PolicyError on a bad DURABLE_POLICY_FILE
         log.info("durable-retry: policies %s; state in Redis; sweeper every %gs",
                  ", ".join(names), runtime.settings.sweep_seconds)  # fmt: skip
-        patches.apply(lambda app: Control.of_runtime(durable_of(app).runtime))
+        patches.apply(control_of)
         hostname = getattr(parent, "hostname", None) or "worker"
         self.sweeper = extension.sweeper(owner=f"{hostname}:{os.getpid()}")
         self.sweeper.start()
