@@ -140,3 +140,27 @@ def test_a_conflicting_setting_stops_the_worker_naming_it_and_the_fix(
     assert "durable-retry cannot run on Celery app 'userapp'" in log
     assert named in log
     assert " ready." not in log
+
+
+def test_kill_with_the_jobs_app_revokes_the_running_attempt_on_the_users_broker(
+    redis_server, redis_client, broker, start_worker
+):
+    """The one retryctl command that broadcasts: ``kill -A MODULE`` sends the revoke
+    on that app's broker, where the user's workers listen for it."""
+    worker = start_worker("w1", **USER_WORKER)
+    job_id = tasks.sleeper.delay(60).id
+    wait_for(lambda: body_runs(redis_client, job_id).get(1), 30, "the attempt to start")
+    result = run_retryctl(redis_server.url, "kill", "-A", "tests.userapp", job_id)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    wait_for(lambda: f"Terminating {job_id}" in worker.log_text(), 30,
+             "the worker to terminate the running attempt")  # fmt: skip
+    record = in_state(job_id, JobState.KILLED)
+    assert record is not None
+    assert body_runs(redis_client, job_id) == {1: 1}
+
+
+def test_kill_with_an_app_that_cannot_be_loaded_changes_nothing(redis_server, redis_client):
+    result = run_retryctl(redis_server.url, "kill", "-A", "tests.no_such_app", "some-job")
+    assert result.returncode == 2
+    assert "-A tests.no_such_app: cannot load a Celery app" in result.stderr
