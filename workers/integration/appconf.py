@@ -1,11 +1,12 @@
 """The Celery settings durable jobs rely on, applied to or checked on the app at worker start.
 
 A project's own app keeps its configuration (often Django's settings under
-``CELERY_``); when its worker starts, :func:`prepare_app` goes through
-:data:`RULES` and, per setting, either fills in the layer's value where the
-project set nothing, or stops the worker when the project's value would break
-the guarantees (:class:`AppConfigError` names the setting and the fix). The
-same table is in docs/DESIGN.md ("Settings on the user's app").
+``CELERY_``); when its worker starts, :func:`prepare_app` goes through the
+settings durable jobs rely on and, per setting, either fills in the layer's
+value where the project set nothing, or stops the worker when the project's
+value would break the guarantees (:class:`AppConfigError` names the setting
+and the fix). The table of which is which is in docs/DESIGN.md ("Settings on
+the user's app").
 
 Celery's ``app.add_defaults`` is not used for this: a default added that way
 sits above ``config_from_object``'s values and would override the project's
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
@@ -30,34 +30,6 @@ REDIS_SCHEMES = ("redis", "rediss", "sentinel", "redis+socket")
 
 class AppConfigError(RuntimeError):
     """A setting of the worker's Celery app conflicts with what durable jobs need."""
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One setting: what the layer does when it is unset, and when it conflicts."""
-
-    setting: str
-    when_unset: str
-    when_conflicting: str
-
-
-RULES = (
-    Rule("task_serializer", "Celery's default (json) is kept", "stop: only JSON travels"),
-    Rule("accept_content", "Celery's default (json) is kept",
-         "stop: a worker that accepts pickle runs whatever a broker user sends"),
-    Rule("broker_transport_options['visibility_timeout'] (Redis broker)",
-         "set to DURABLE_VISIBILITY_TIMEOUT (default max(1h, 2 x DURABLE_MAX_COUNTDOWN))",
-         "stop when not longer than DURABLE_MAX_COUNTDOWN: a countdown retry would be "
-         "delivered twice"),
-    Rule("task_acks_late, task_reject_on_worker_lost",
-         "not read for durable jobs: DurableTask sets both on the task",
-         "not read; acks_late=/reject_on_worker_lost= on a durable task are refused at "
-         "declaration"),
-    Rule("task_send_sent_event", "turned on (Flower sees the retries workers publish)",
-         "warning: Flower shows retries only once they start"),
-    Rule("worker_send_task_events", "warning (it is read before the layer starts): "
-         "start the worker with -E", "warning: Flower does not see the worker's jobs"),
-)  # fmt: skip
 
 
 def _user_set(app: Celery, key: str) -> bool:
