@@ -52,7 +52,7 @@ def flaky_shared(self: Any, failures: int) -> str:
 # -- retries that wait -------------------------------------------------------------
 
 
-@app.task(base=DurableTask, policy="long-wait", bind=True)
+@durable_task(app=app, policy="long-wait", bind=True)
 def fail_once_long(self: Any) -> str:
     """Its retry waits 4 s, longer than DURABLE_MAX_COUNTDOWN: only in the due set."""
     if ran(self) == 1:
