@@ -2,7 +2,7 @@
 
 The test process drives the project's view with Django's test client; a real
 ``celery -A proj worker -Q billing`` runs the job from the project's own
-directory. The project's broker (CELERY_BROKER_URL) is Redis database 1, the
+directory. The project's broker (PROJ_BROKER_URL) is Redis database 1, the
 job state database 0. The first attempt fails and its retry waits as a
 countdown message the worker holds; the worker's whole process group is
 SIGKILLed while it waits; a new worker finishes the job, on the project's
@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from tests.conftest import wait_for
+from tests.support.broker import held_by_a_worker
 from tests.support.records import in_state
 from tests.support.worker_process import ROOT
 from tests.userapp.celery import broker_url
@@ -35,7 +36,7 @@ QUEUE = "billing"
 def django_env(redis_server, worker_env) -> dict[str, str]:
     return {
         "DJANGO_SETTINGS_MODULE": "proj.settings",
-        "CELERY_BROKER_URL": broker_url(redis_server.url, 1),
+        "PROJ_BROKER_URL": broker_url(redis_server.url, 1),
         "PYTHONPATH": os.pathsep.join([str(PROJECT), worker_env["PYTHONPATH"]]),
     }
 
@@ -47,7 +48,7 @@ def django_client(django_env, monkeypatch) -> Iterator[Any]:
     from celery import _state
 
     previous = _state.get_current_app()
-    for name in ("DJANGO_SETTINGS_MODULE", "CELERY_BROKER_URL"):
+    for name in ("DJANGO_SETTINGS_MODULE", "PROJ_BROKER_URL"):
         monkeypatch.setenv(name, django_env[name])
     monkeypatch.syspath_prepend(str(PROJECT))
     import django
@@ -61,7 +62,7 @@ def django_client(django_env, monkeypatch) -> Iterator[Any]:
 def test_a_job_enqueued_by_a_django_view_survives_a_worker_sigkill(
     redis_client, django_env, django_client, start_worker
 ):
-    broker = redis.Redis.from_url(django_env["CELERY_BROKER_URL"], decode_responses=True)
+    broker = redis.Redis.from_url(django_env["PROJ_BROKER_URL"], decode_responses=True)
     worker_options: dict[str, Any] = {
         "module": "proj", "queues": QUEUE, "cwd": PROJECT, "env": django_env,
     }  # fmt: skip
@@ -73,7 +74,9 @@ def test_a_job_enqueued_by_a_django_view_survives_a_worker_sigkill(
 
     waiting = wait_for(lambda: in_state(job_id, JobState.RETRYING), 30, "attempt 1 to fail")
     assert waiting.task == "billing.tasks.charge" and waiting.policy == "billing"
-    first.kill()  # the retry's 3 s countdown message dies with the worker's memory
+    wait_for(lambda: held_by_a_worker(broker, job_id, 2), 30,
+             "w1 to hold the retry's countdown message")  # fmt: skip
+    first.kill()  # the retry's 3 s countdown message is lost with the worker's memory
     second = start_worker("w2", **worker_options)
 
     done = wait_for(lambda: in_state(job_id, JobState.SUCCEEDED), 60, "attempt 2 to succeed")

@@ -16,6 +16,7 @@ import redis
 
 from tests.conftest import wait_for
 from tests.support.bodyruns import body_runs
+from tests.support.broker import held_by_a_worker
 from tests.support.cli import run_retryctl
 from tests.support.records import in_state
 from tests.userapp import app as user_app
@@ -79,6 +80,8 @@ def test_retries_waiting_through_a_sigkill_finish_on_the_users_broker(
     for job_id in (long_id, countdown_id):
         wait_for(lambda job_id=job_id: in_state(job_id, JobState.RETRYING), 30,
                  f"attempt 1 of {job_id} to fail")  # fmt: skip
+    wait_for(lambda: held_by_a_worker(broker, countdown_id, 2), 30,
+             "w1 to hold the countdown retry's message")  # fmt: skip
     first.kill()  # the whole process group, while both retries wait
     second = start_worker("w2", **USER_WORKER)
 
