@@ -1,8 +1,8 @@
 """Jobs the integration tests run in real workers (``celery -A tests.jobs worker``).
 
 Every body records that it ran, by job id and attempt, in Redis
-(``bodyruns:<job id>`` hash: attempt -> times run), so a test can prove that
-no attempt's body ran twice.
+(``bodyruns:<job id>`` hash: attempt -> times run; tests/support/bodyruns.py),
+so a test can prove that no attempt's body ran twice.
 """
 
 from __future__ import annotations
@@ -11,41 +11,16 @@ import os
 import signal
 import time
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
 from typing import Any
 
-import redis
-
+from tests.support.bodyruns import body_runs, body_started_ms, ran, state_client
 from workers import NoCapacity, Permanent, app, durable_task
 
-__all__ = ["app"]
+__all__ = ["app", "body_runs", "body_started_ms"]
 
 
-@lru_cache(maxsize=1)
-def _client() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["DURABLE_REDIS_URL"], decode_responses=True)
-
-
-def _ran(task: Any) -> int:
-    """Count this attempt's body run and note when it started (Redis' clock, ms)."""
-    attempt = int(task.attempt)
-    client = _client()
-    seconds, micros = client.time()
-    pipe = client.pipeline()
-    pipe.hincrby(f"bodyruns:{task.request.id}", str(attempt), 1)
-    pipe.hset(f"bodystart:{task.request.id}", str(attempt), seconds * 1000 + micros // 1000)
-    pipe.execute()
-    return attempt
-
-
-def body_started_ms(client: redis.Redis, job_id: str, attempt: int) -> int | None:
-    value = client.hget(f"bodystart:{job_id}", str(attempt))
-    return int(value) if value is not None else None
-
-
-def body_runs(client: redis.Redis, job_id: str) -> dict[int, int]:
-    """attempt -> how many times its body ran."""
-    return {int(k): int(v) for k, v in client.hgetall(f"bodyruns:{job_id}").items()}
+_client = state_client
+_ran = ran
 
 
 @durable_task(policy="fast", bind=True)
@@ -311,3 +286,16 @@ def fails_under_inline_policy(self: Any) -> None:
     """Fails; its unnamed inline policy is named after the task (retries a minute apart)."""
     _ran(self)
     raise ConnectionError("partner API for globex unreachable")
+
+
+@durable_task(policy="fast", bind=True)
+def holds_until(self: Any, flag_path: str, failures: int = 0) -> str:
+    """Runs until the file ``flag_path`` exists (at most a minute), then fails its first
+    ``failures`` attempts: a test decides when a running body ends, without Redis."""
+    attempt = _ran(self)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(flag_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if attempt <= failures:
+        raise ConnectionError("failed after it was released")
+    return "released"

@@ -17,7 +17,7 @@ from tests.support.records import in_state
 from workers import JobState, durable_task, install
 from workers.core.errors import EnqueueError
 from workers.core.settings import load_settings
-from workers.ops.embedded_redis import free_port
+from workers.ops.embedded_redis import RedisServer, free_port
 
 LEASE = float(TEST_SETTINGS["DURABLE_LEASE_SECONDS"])
 SWEEP = float(TEST_SETTINGS["DURABLE_SWEEP_SECONDS"])
@@ -152,3 +152,22 @@ def test_a_worker_death_copies_at_most_what_the_fleet_could_hold(redis_client, s
     assert copies == 8, copies
     assert redis_client.llen("celery") == 200 + 8
     assert all(in_state(i, JobState.QUEUED) for i in backlog)
+
+
+def test_enqueue_to_a_redis_that_refuses_writes_raises_and_publishes_nothing(
+    redis_client, redis_server, tmp_path
+):
+    state = RedisServer(tmp_path / "full-redis", appendonly=False)
+    state.start()
+    try:
+        state.client().config_set("maxmemory-policy", "noeviction")
+        state.client().config_set("maxmemory", 1)  # below what an empty server uses
+        own = _own_app(state.url, redis_server.url)
+        job = durable_task(app=own, policy="fast", name="enqueue_test.full")(_identity)
+        with pytest.raises(EnqueueError, match=r"refuses writes \(out-of-memory\)"):
+            job.delay(1)
+        assert redis_client.llen("celery") == 0
+        state.client().config_set("maxmemory", 0)
+        assert state.client().dbsize() == 0, "nothing half-made"
+    finally:
+        state.kill()

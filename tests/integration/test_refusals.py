@@ -235,7 +235,7 @@ def test_a_refusing_redis_loses_no_job_and_counts_no_attempt(
     state = StateRedis(tmp_path / "state-redis", redis_server.url, **condition.redis_options)
     hook = Webhook()
     try:
-        _run_through(condition, state, start_worker, hook)
+        _run_through(condition, state, start_worker, hook, tmp_path / "release-bodies")
     finally:
         hook.close()
         copy = getattr(state, "copy", None)
@@ -245,13 +245,16 @@ def test_a_refusing_redis_loses_no_job_and_counts_no_attempt(
 
 
 def _run_through(condition: Condition, state: StateRedis,
-                 start_worker: Callable[..., WorkerProcess], hook: Webhook) -> None:  # fmt: skip
+                 start_worker: Callable[..., WorkerProcess], hook: Webhook,
+                 release: Path) -> None:  # fmt: skip
     condition.prepare(state)
     env = {**state.env, "DURABLE_ALERT_WEBHOOK": hook.url}
-    workers = [start_worker(n, env=env) for n in ("r1", "r2")]
-    # Running when the refusal starts; they end during it: two succeed, two fail once.
-    ending = [state.send("sleepy", 2.5) for _ in range(2)]
-    failing = [state.send("sleepy", 2.5, 1) for _ in range(2)]
+    # Four pool processes each: the four held bodies run wherever their messages went.
+    workers = [start_worker(n, env=env, concurrency=4) for n in ("r1", "r2")]
+    # Running when the refusal starts; they end during it (released by a file once
+    # it has started, whatever the machine's speed): two succeed, two fail once.
+    ending = [state.send("holds_until", str(release)) for _ in range(2)]
+    failing = [state.send("holds_until", str(release), 1) for _ in range(2)]
     running = ending + failing
     checker = InvariantChecker(state.client, running)
     wait_for(lambda: all(jobs.body_runs(state.client, i).get(1) for i in running), 30,
@@ -259,6 +262,7 @@ def _run_through(condition: Condition, state: StateRedis,
 
     condition.start(state)
     assert state.refuses() == condition.reason
+    release.touch()
     with Sampler(checker):
         # Enqueued during the refusal: their claims are refused, their bodies wait.
         arriving = [state.send("add", n, n) for n in range(4)] + [state.send("flaky", 1)]

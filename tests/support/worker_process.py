@@ -44,7 +44,7 @@ def children_of(pid: int) -> list[int]:
 
 
 class WorkerProcess:
-    """``celery -A <module> worker`` in its own process group."""
+    """``celery -A <module> worker`` in its own process group (run in ``cwd``)."""
 
     def __init__(
         self,
@@ -57,6 +57,7 @@ class WorkerProcess:
         concurrency: int = 2,
         queues: str | None = None,
         extra_args: tuple[str, ...] = (),
+        cwd: Path = ROOT,
     ) -> None:
         self.env = env
         self.log_path = log_path
@@ -66,6 +67,7 @@ class WorkerProcess:
         self.concurrency = concurrency
         self.queues = queues
         self.extra_args = extra_args
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
 
@@ -83,7 +85,7 @@ class WorkerProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            self.command(), cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         log.close()

@@ -1,70 +1,49 @@
-"""``@durable_task``: declare a job whose failures a retry policy judges."""
+"""``@durable_task`` and ``@shared_durable_task``: declare a job whose failures a retry
+policy judges.
+
+``durable_task`` declares it on one app (``app=``, else the ready-made
+``workers.app``); ``shared_durable_task`` declares it, as Celery's
+``shared_task`` does, on whichever app a reusable module ends up in (a Django
+project's app). The third form, ``@app.task(base=DurableTask, policy=...)``,
+needs nothing from here: :class:`DurableTask` checks it itself.
+"""
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, overload
 
-from celery import Celery
+from celery import Celery, shared_task
 
-from policies import RetryPolicy
 from workers.integration.default_app import app as default_app
 from workers.integration.extension import durable_of
-from workers.integration.policy_option import name_for_task, policy_from_option
+from workers.integration.options import (
+    PASSED_THROUGH,
+    REFUSED,
+    PolicyOption,
+    TaskOptionError,
+    check_options,
+    name_for_task,
+    policy_before_app,
+    policy_from_option,
+)
 from workers.integration.task import DurableTask
 
-# Celery task options a durable job may set, passed through unchanged.
-PASSED_THROUGH = frozenset({
-    "name", "bind", "rate_limit", "time_limit", "soft_time_limit", "ignore_result",
-    "store_errors_even_if_ignored", "queue", "routing_key", "exchange", "priority",
-    "track_started", "typing", "shared", "trail", "send_events", "throws",
-    "resultrepr_maxsize", "pydantic", "compression", "app",
-})  # fmt: skip
-
-# Options that would fight the policy or the durability guarantees, and why.
-REFUSED = {
-    "max_retries": "the policy's max_attempts and duration decide when to stop",
-    "autoretry_for": "every exception already goes to the policy; narrow it with "
-    "retry_on / never_retry",
-    "retry_kwargs": "the policy's backoff decides the delay",
-    "retry_backoff": "the policy's backoff decides the delay",
-    "retry_backoff_max": "the policy's backoff.max is the ceiling",
-    "retry_jitter": "the policy's backoff.jitter decides",
-    "default_retry_delay": "the policy's backoff decides the delay",
-    "expires": "Celery copies it to every retry, which would end unbounded retries",
-    "acks_late": "durable jobs always ack after the attempt is recorded",
-    "reject_on_worker_lost": "a lost attempt is an interruption the policy judges",
-    "serializer": "only JSON travels on the wire",
-    "base": "durable jobs are DurableTask; subclass it instead",
-}
-
-
-class TaskOptionError(TypeError):
-    """``@durable_task`` got an option it does not accept."""
-
-
-def _check_options(options: Mapping[str, Any]) -> None:
-    for key in options:
-        if key in REFUSED:
-            raise TaskOptionError(f"durable_task option {key}= is not accepted: {REFUSED[key]}")
-        if key not in PASSED_THROUGH:
-            close = difflib.get_close_matches(key, [*PASSED_THROUGH, *REFUSED, "policy"], n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            if close and close[0] in REFUSED:
-                why = REFUSED[close[0]]
-                hint = f" (did you mean {close[0]}? that one is not accepted either: {why})"
-            raise TaskOptionError(
-                f"durable_task option {key}= is unknown{hint}; accepted: policy, "
-                + ", ".join(sorted(PASSED_THROUGH))
-            )
+__all__ = [
+    "PASSED_THROUGH",
+    "REFUSED",
+    "TaskOptionError",
+    "durable_task",
+    "policy_from_option",
+    "shared_durable_task",
+]
 
 
 @overload
 def durable_task(fun: Callable[..., Any], /) -> DurableTask: ...
 @overload
 def durable_task(
-    *, policy: str | Mapping[str, Any] | RetryPolicy = ..., **options: Any
+    *, policy: PolicyOption = ..., **options: Any
 ) -> Callable[[Callable[..., Any]], DurableTask]: ...
 
 
@@ -72,7 +51,7 @@ def durable_task(
     fun: Callable[..., Any] | None = None,
     /,
     *,
-    policy: str | Mapping[str, Any] | RetryPolicy = "default",
+    policy: PolicyOption = "default",
     **options: Any,
 ) -> Any:
     """Declare a durable job: ``@durable_task(policy="forever", bind=True)``.
@@ -83,12 +62,13 @@ def durable_task(
     mapping gives a ``name``: jobs, retryctl and the metrics know it by that. Every other
     keyword is a Celery task option; options that would fight the policy
     (``max_retries``, ``autoretry_for``, ``expires``...) and unknown ones are
-    refused with the reason.
+    refused with the reason. ``app=`` is the Celery app the job belongs to
+    (default: the ready-made ``workers.app``).
     """
-    _check_options(options)
+    check_options(options)
     celery_app: Celery = options.pop("app", None) or default_app
     catalog = durable_of(celery_app).runtime.catalog
-    resolved = policy_from_option(policy, catalog)
+    resolved = durable_of(celery_app).resolve_policy(policy)
 
     def decorate(function: Callable[..., Any]) -> DurableTask:
         # The task's name, as Celery will make it, names an unnamed inline policy.
@@ -101,3 +81,40 @@ def durable_task(
 
     return decorate(fun) if fun is not None else decorate
 
+
+@overload
+def shared_durable_task(fun: Callable[..., Any], /) -> Any: ...
+@overload
+def shared_durable_task(
+    *, policy: PolicyOption = ..., **options: Any
+) -> Callable[[Callable[..., Any]], Any]: ...
+
+
+def shared_durable_task(
+    fun: Callable[..., Any] | None = None,
+    /,
+    *,
+    policy: PolicyOption = "default",
+    **options: Any,
+) -> Any:
+    """Declare a durable job in a module that does not know its app, like ``shared_task``.
+
+    The job is made on every Celery app of the process as that app finalizes
+    (a Django project's app, once ``proj/celery.py`` is imported), and
+    durable-retry installs itself on each. Options are checked here, as
+    ``durable_task`` checks them; a policy mapping is checked here too, and a
+    policy name through each app's catalogue when the job is made for it (at
+    the latest when the worker starts, or at the first ``delay()``).
+    """
+    check_options(options)
+    if "app" in options:
+        raise TaskOptionError(
+            "shared_durable_task option app= is not accepted: a shared job belongs to "
+            "whichever app is current; use durable_task(app=...) for one app"
+        )
+    checked = policy_before_app(policy)
+
+    def decorate(function: Callable[..., Any]) -> Any:
+        return shared_task(base=DurableTask, policy=checked, **options)(function)
+
+    return decorate(fun) if fun is not None else decorate

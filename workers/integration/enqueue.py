@@ -26,6 +26,7 @@ from kombu.utils import json as kombu_json
 
 from workers.core.errors import EnqueueError
 from workers.core.outcomes import Payload
+from workers.core.refusals import refusal_reason
 from workers.core.runtime import Runtime
 from workers.core.settings import redact_url
 from workers.integration.publish import ATTEMPT_HEADER
@@ -180,10 +181,12 @@ class FirstMessage:
                 sweeper_grace_ms=rt.lease_ms if countdown_ms else 0,
             )  # fmt: skip
         except redis.RedisError as exc:
+            reason = refusal_reason(exc)
+            why = f"refuses writes ({reason})" if reason else "did not take the record"
             raise EnqueueError(
                 f"cannot enqueue {self._task} job {self._job_id}: the job state at "
-                f"{redact_url(rt.settings.redis_url)} did not take the record "
-                f"({type(exc).__name__}: {exc}); nothing was published"
+                f"{redact_url(rt.settings.redis_url)} {why} ({type(exc).__name__}: {exc}); "
+                "nothing was published"
             ) from exc
         if enqueued.new:
             self.created_ms = enqueued.created_ms

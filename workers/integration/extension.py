@@ -9,9 +9,11 @@ the app:
   store, policies, leases), the publisher that sends retries on *this* app's
   broker, and the policy lookup over *this* app's tasks;
 - a worker bootstep (:class:`DurableStep`): in every worker of the app it
-  checks the policy catalogue, registers the policies it serves in Redis
-  (``workers.core.policy_registry``), applies the Celery/kombu patches, and
-  runs the sweeper (and the metrics endpoint, when configured) in the main process.
+  applies or checks the Celery settings durable jobs rely on
+  (:mod:`workers.integration.appconf`), checks the policy catalogue, registers
+  the policies it serves in Redis (``workers.core.policy_registry``), applies
+  the Celery/kombu patches, and runs the sweeper (and the metrics endpoint,
+  when configured) in the main process.
 
 Everything is kept on the app, as a Flask extension keeps its state, so two
 apps in one process never share a store, a publisher or a sweeper.
@@ -33,6 +35,8 @@ from workers.core.runtime import Runtime
 from workers.core.settings import Settings, load_settings, redact_url
 from workers.core.sweeper import Sweeper
 from workers.integration import patches
+from workers.integration.appconf import prepare_app
+from workers.integration.options import PolicyOption, policy_from_option
 from workers.integration.publish import CeleryPublisher
 from workers.integration.quiet import quiet_handed_back_rejects
 from workers.ops.control import Control
@@ -83,6 +87,10 @@ class DurableExtension:
     def publisher(self) -> CeleryPublisher:
         return CeleryPublisher(self.app)
 
+    def resolve_policy(self, policy: PolicyOption) -> RetryPolicy:
+        """A ``policy=`` option (name, mapping or RetryPolicy) through this app's catalogue."""
+        return policy_from_option(policy, self.runtime.catalog)
+
     def policy_for(self, task: str, policy_name: str) -> RetryPolicy | None:
         """The policy a job runs under: its task's own, else the catalogue's entry of that name."""
         registered = self.app.tasks.get(task) if task else None
@@ -127,7 +135,9 @@ def install(app: Celery, *, settings: Settings | None = None, configure: bool = 
 
     ``settings`` overrides the ``DURABLE_*`` environment (read on first use
     otherwise). ``configure`` adds :func:`celery_config` to the app's defaults,
-    as the ready-made app does; a project's own app keeps its configuration.
+    as the ready-made app does; a project's own app keeps its configuration,
+    and its workers apply or check what durable jobs rely on at start
+    (:func:`workers.integration.appconf.prepare_app`).
     """
     extension = getattr(app, _ATTRIBUTE, None)
     if isinstance(extension, DurableExtension):
@@ -144,6 +154,11 @@ def durable_of(app: Celery) -> DurableExtension:
     """The extension installed on ``app`` (installed now if it was not)."""
     extension = getattr(app, _ATTRIBUTE, None)
     return extension if isinstance(extension, DurableExtension) else install(app)
+
+
+def control_of(app: Celery) -> Control:
+    """Operator actions on ``app``'s job state; its revokes go out on ``app``'s broker."""
+    return Control.of_runtime(durable_of(app).runtime, app=app)
 
 
 class DurableStep(bootsteps.StartStopStep):
@@ -165,12 +180,15 @@ class DurableStep(bootsteps.StartStopStep):
         quiet_handed_back_rejects()
 
     def start(self, parent: Any) -> None:
+        # An exception here stops the worker: Celery logs "Unrecoverable error:
+        # <the message>" and exits non-zero, before any message is consumed.
         extension = durable_of(parent.app)
         runtime = extension.runtime
+        prepare_app(parent.app, runtime.settings, task_events=getattr(parent, "task_events", None))
         names = runtime.catalog.names()  # raises PolicyError on a bad DURABLE_POLICY_FILE
         log.info("durable-retry: policies %s; state in Redis; sweeper every %gs",
                  ", ".join(names), runtime.settings.sweep_seconds)  # fmt: skip
-        patches.apply(lambda app: Control.of_runtime(durable_of(app).runtime))
+        patches.apply(control_of)
         hostname = getattr(parent, "hostname", None) or "worker"
         extension.register_policies(worker=f"{hostname}:{os.getpid()}")
         self.sweeper = extension.sweeper(

@@ -26,7 +26,7 @@ from celery.utils import uuid
 from kombu.exceptions import EncodeError
 from kombu.utils import json as kombu_json
 
-from policies import Decision, GiveUp, RetryPolicy, decide
+from policies import Decision, GiveUp, PolicyError, RetryPolicy, decide
 from workers.core.attempt import Attempt
 from workers.core.clock import RedisClock
 from workers.core.errors import (
@@ -45,7 +45,12 @@ from workers.core.retry_call import retry_requested
 from workers.core.runtime import Runtime
 from workers.integration.enqueue import FirstMessage
 from workers.integration.extension import DurableExtension, durable_of, install
-from workers.integration.policy_option import INLINE, name_for_task, policy_from_option
+from workers.integration.options import (
+    INLINE,
+    check_class_attributes,
+    name_for_task,
+    policy_from_option,
+)
 from workers.integration.publish import ATTEMPT_HEADER, attempt_from_header
 
 log = logging.getLogger("workers.jobs")
@@ -89,8 +94,13 @@ def _call(rt: Runtime, action: Any, what: str) -> Any:
 class DurableTask(Task):
     """A Celery task whose failures are judged by a named retry policy.
 
-    Made by :func:`workers.durable_task`; ``policy`` is fixed at import.
-    Registering it on an app installs durable-retry on that app.
+    Made by :func:`workers.durable_task`, or by Celery itself with
+    ``@app.task(base=DurableTask, policy="forever")`` (or ``shared_task``):
+    ``policy`` (a catalogue name, a mapping or a RetryPolicy; "default" when
+    absent) is resolved through the app's catalogue when the task class is
+    made for that app, and options that fight the policy are refused there,
+    as ``durable_task`` refuses them. Registering it on an app installs
+    durable-retry on that app.
     """
 
     abstract = True
@@ -102,17 +112,20 @@ class DurableTask(Task):
     max_retries = None
     Request = "workers.integration.request:DurableRequest"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Celery's _task_from_fun makes a subclass per app, with the decorator's
+        # options and the app in the class body: check them before Celery
+        # registers the task, so a bad one never reaches a worker.
+        super().__init_subclass__(**kwargs)
+        check_class_attributes(vars(cls))
+        app = vars(cls).get("app")
+        if app is not None:
+            _resolve_policy(cls, app)
+
     @classmethod
     def bind(cls, app: Any) -> Any:
         install(app)
-        policy = getattr(cls, "policy", "default")
-        if not isinstance(policy, RetryPolicy) or policy.name == INLINE:
-            # ``@app.task(base=DurableTask, policy=...)``: Celery sets the option as
-            # a class attribute as given; make it the named policy durable_task makes.
-            catalog = durable_of(app).runtime.catalog
-            resolved = policy_from_option(policy, catalog)
-            cls.policy = name_for_task(resolved, cls.name or cls.__name__, catalog,
-                                       from_catalog=isinstance(policy, str))  # fmt: skip
+        _resolve_policy(cls, app)  # a class-based task registered with app.register_task
         return super().bind(app)
 
     @property
@@ -367,6 +380,21 @@ class DurableTask(Task):
         if recorded.kind is FailKind.DEAD:
             raise exc
         raise Retry(exc=RetryScheduled(recorded.note), when=recorded.eta)
+
+
+def _resolve_policy(cls: type[DurableTask], app: Any) -> None:
+    """``policy=`` of ``@app.task(base=DurableTask, ...)`` or ``shared_durable_task``,
+    made the named RetryPolicy ``durable_task`` makes (an inline one named after the task)."""
+    policy = getattr(cls, "policy", "default")
+    if isinstance(policy, RetryPolicy) and policy.name != INLINE:
+        return
+    name = vars(cls).get("name") or cls.__qualname__
+    try:
+        catalog = durable_of(app).runtime.catalog
+        resolved = policy_from_option(policy, catalog)
+        cls.policy = name_for_task(resolved, name, catalog, from_catalog=isinstance(policy, str))
+    except PolicyError as exc:
+        raise PolicyError([f"task {name}: {problem}" for problem in exc.problems]) from None
 
 
 def _delivery_queue(request: Any) -> str:

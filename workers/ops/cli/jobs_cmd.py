@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 import yaml
+from celery.app.utils import find_app
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
@@ -476,12 +477,24 @@ def _print_show(
 # -- actions ---------------------------------------------------------------------------
 
 
-def _revoke(conn: Connection, job_ids: Sequence[str]) -> None:
-    """Tell the workers to stop running attempts now; the kill is already in Redis."""
+def _jobs_app(app_module: str) -> Any:
+    """The Celery app ``-A MODULE`` names, found as ``celery -A`` finds it (exit 2 if not)."""
+    try:
+        return find_app(app_module)
+    except Exception as error:
+        fail(f"-A {app_module}: cannot load a Celery app from it: {error}")
+
+
+def _revoke(conn: Connection, job_ids: Sequence[str], app: Any) -> None:
+    """Tell the workers to stop running attempts now; the kill is already in Redis.
+
+    The revoke goes out on the broker of ``app`` (the jobs' app, ``-A``), else
+    on a bare app of DURABLE_BROKER_URL / DURABLE_REDIS_URL.
+    """
     if not job_ids:
         return
     try:
-        app = broadcast_app(conn.settings)
+        app = app if app is not None else broadcast_app(conn.settings)
         with app.connection_for_write() as broker:
             app.control.revoke(list(job_ids), terminate=True, connection=broker)
     except Exception as error:
@@ -498,6 +511,10 @@ def _revoke(conn: Connection, job_ids: Sequence[str]) -> None:
 @click.option("--force", is_flag=True,
               help="Record the kill of a job the store has never seen (enqueued, never "
               "started), so its message is dropped when it comes.")  # fmt: skip
+@click.option("-A", "--app", "app_module", metavar="MODULE", default=None,
+              help="The jobs' Celery app, as for celery -A: running attempts are revoked on "
+              "its broker [default: a bare app on DURABLE_BROKER_URL, else "
+              "DURABLE_REDIS_URL].")  # fmt: skip
 @click.option(
     "--state", type=click.Choice(["running", "retrying", "queued", "parked", "dead"]),
     default=None, help="Kill every job in this state (with --policy/--task: and).",
@@ -506,8 +523,8 @@ def _revoke(conn: Connection, job_ids: Sequence[str]) -> None:
 @task_filter
 @yes_option
 def kill(
-    job_ids: tuple[str, ...], reason: str, force: bool, state: str | None, policy: str | None,
-    task: str | None, yes: bool,
+    job_ids: tuple[str, ...], reason: str, force: bool, app_module: str | None,
+    state: str | None, policy: str | None, task: str | None, yes: bool,
 ) -> None:  # fmt: skip
     """Stop jobs for good: no delivery ever runs them again, and running attempts are revoked.
 
@@ -515,6 +532,7 @@ def kill(
     filters (asks first; --yes to skip). Exit 1 if a job is not found.
     """
     conn = connection()
+    jobs_app = _jobs_app(app_module) if app_module else None
     ids = _targets(conn, job_ids, LIVE_STATES, state, policy, task, "kill", yes)
     outcomes = Outcomes()
     killed: list[str] = []
@@ -536,7 +554,7 @@ def kill(
                 outcomes.done(f"{job_id} was already killed")
             else:
                 outcomes.refused(f"job {job_id}: already {result.previous_state}; nothing to kill")
-    _revoke(conn, killed)
+    _revoke(conn, killed, jobs_app)
     outcomes.exit()
 
 

@@ -1,0 +1,4 @@
+from billing import views
+from django.urls import path
+
+urlpatterns = [path("invoices/<int:invoice_id>/charge", views.charge_invoice)]
