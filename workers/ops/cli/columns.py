@@ -24,8 +24,8 @@ from datetime import datetime, timezone
 
 from rich.cells import cell_len, set_cell_size
 
-from policies import format_duration
 from workers.core.records import JobRecord
+from workers.ops.cli.render import how_soon, span
 
 GAP = "  "
 ERROR_MIN = 20
@@ -65,15 +65,11 @@ def _clock(moment: datetime, now: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _span(seconds: float) -> str:
-    return format_duration(max(0, round(seconds)))
-
-
 def ago(moment: datetime | None, now: datetime, relative_only: bool = False) -> str:
     """``06:09:01 (11s ago)``, or ``11s ago``: a time in the past, compact."""
     if moment is None:
         return "-"
-    when = f"{_span((now - moment).total_seconds())} ago"
+    when = f"{span((now - moment).total_seconds())} ago"
     return when if relative_only else f"{_clock(moment, now)} ({when})"
 
 
@@ -81,11 +77,7 @@ def ahead(moment: datetime | None, now: datetime, relative_only: bool = False) -
     """``06:09:01 (in 3s)``, ``(now)``, or ``(overdue 4s)`` once the time has passed."""
     if moment is None:
         return "-"
-    seconds = (moment - now).total_seconds()
-    if seconds >= 0.5:
-        when = f"in {_span(seconds)}"
-    else:
-        when = f"overdue {_span(-seconds)}" if seconds < -0.5 else "now"
+    when = how_soon(moment, now)
     return when if relative_only else f"{_clock(moment, now)} ({when})"
 
 

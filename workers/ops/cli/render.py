@@ -29,16 +29,19 @@ def since(moment: datetime | None, now: datetime) -> str:
     return f"{utc(moment)} ({span((now - moment).total_seconds())})"
 
 
+def how_soon(moment: datetime, now: datetime) -> str:
+    """``in 3m``, ``now``, or ``overdue 4s`` once the time has passed."""
+    ahead = (moment - now).total_seconds()
+    if ahead >= 0.5:
+        return f"in {span(ahead)}"
+    return f"overdue {span(-ahead)}" if ahead < -0.5 else "now"
+
+
 def until(moment: datetime | None, now: datetime) -> str:
     """``2026-05-01 10:03:00 (in 3m)``, or ``(overdue 4s)`` once the time has passed."""
     if moment is None:
         return "-"
-    ahead = (moment - now).total_seconds()
-    if ahead >= 0.5:
-        when = f"in {span(ahead)}"
-    else:
-        when = f"overdue {span(-ahead)}" if ahead < -0.5 else "now"
-    return f"{utc(moment)} ({when})"
+    return f"{utc(moment)} ({how_soon(moment, now)})"
 
 
 def job_json(record: JobRecord, now: datetime) -> dict[str, Any]:
