@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +30,6 @@ import pytest
 import redis
 
 from tests.deploy import podman
-from workers.embedded_redis import free_port
 
 pytestmark = [pytest.mark.deploy, pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -94,6 +94,13 @@ class Stack:
                 return int(response.status)
         except urllib.error.HTTPError as error:
             return int(error.code)
+
+
+def free_port() -> int:
+    """A free loopback port to publish on (the deploy test uses only workers/ public API)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 1) -> Any:
