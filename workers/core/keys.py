@@ -21,6 +21,10 @@ class Keys:
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
 
+    def history(self, job_id: str) -> str:
+        """List: the job's last attempts (JSON entries, oldest first); expires with the job."""
+        return f"{self.prefix}:history:{job_id}"
+
     @property
     def due(self) -> str:
         """Waiting retries, scored by when a sweeper should publish them."""

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import redis
 
+from workers.core.failures import truncated
 from workers.core.keys import Keys
 from workers.core.outcomes import (
     Claimed,
@@ -26,7 +27,12 @@ from workers.core.outcomes import (
     FailOutcome,
     Payload,
 )
-from workers.core.records import ENDED_STATES, JobState
+from workers.core.records import (
+    DEFAULT_HISTORY_ATTEMPTS,
+    ENDED_STATES,
+    HISTORY_TEXT_CHARS,
+    JobState,
+)
 
 LUA_SCRIPTS = (
     "enqueue", "forget", "claim", "succeed", "fail", "checkpoint", "renew", "interrupt",
@@ -142,12 +148,16 @@ class Store:
             return None
         return Dropped(why=str(reply[1]), state=str(reply[2]), attempt=int(reply[3] or 0))
 
-    def succeed(self, job_id: str, attempt: int, owner: str, retention_ms: int) -> bool:
+    def succeed(
+        self, job_id: str, attempt: int, owner: str, retention_ms: int,
+        history: int = DEFAULT_HISTORY_ATTEMPTS,
+    ) -> bool:  # fmt: skip
+        """Record the success; ``history``: attempts of history the job keeps (0: none)."""
         k = self.keys
         reply = self._run(
             "succeed",
-            [k.job(job_id), k.leases, k.ended(JobState.SUCCEEDED), k.stuck],
-            [job_id, attempt, owner, retention_ms],
+            [k.job(job_id), k.leases, k.ended(JobState.SUCCEEDED), k.stuck, k.history(job_id)],
+            [job_id, attempt, owner, retention_ms, history],
         )
         return bool(reply[0] == "ok")
 
@@ -165,19 +175,28 @@ class Store:
         sweeper_grace_ms: int = 0,
         max_retrying: int | None = None,
         retention_ms: int,
+        history: int = DEFAULT_HISTORY_ATTEMPTS,
+        worker: str | None = None,
     ) -> FailOutcome:
-        """Record a failed attempt and carry out the decision taken for it."""
+        """Record a failed attempt and carry out the decision taken for it.
+
+        ``history``: attempts of history the job keeps (0: none); ``worker``: the
+        one that ran the attempt, when it is not ``owner`` (a sweeper judging a
+        lost attempt).
+        """
         k = self.keys
         reply = self._run(
             "fail",
             [
                 k.job(job_id), k.leases, k.due, k.retrying, k.parked, k.ended(JobState.DEAD),
-                k.stats, k.stuck,
+                k.stats, k.stuck, k.history(job_id),
             ],
             [
                 job_id, attempt, owner, event, error, reason,
                 "dead" if give_up else "retry", delay_ms, sweeper_grace_ms,
                 -1 if max_retrying is None else max_retrying, retention_ms,
+                history, truncated(error, HISTORY_TEXT_CHARS),
+                truncated(reason, HISTORY_TEXT_CHARS), worker or owner,
             ],
         )  # fmt: skip
         kind = FailKind(reply[0])
@@ -369,7 +388,7 @@ class Store:
             "kill",
             [
                 k.job(job_id), k.due, k.leases, k.retrying, k.parked,
-                k.ended(JobState.KILLED), k.stuck, k.unclaimed,
+                k.ended(JobState.KILLED), k.stuck, k.unclaimed, k.history(job_id),
             ],
             [job_id, reason, retention_ms, "1" if record_unknown else "0"],
         )  # fmt: skip
@@ -379,7 +398,10 @@ class Store:
         k = self.keys
         reply = self._run(
             "resume",
-            [k.job(job_id), k.due, k.retrying, k.parked, k.ended(JobState.DEAD), k.stuck],
+            [
+                k.job(job_id), k.due, k.retrying, k.parked, k.ended(JobState.DEAD), k.stuck,
+                k.history(job_id),
+            ],
             [job_id, -1 if max_retrying is None else max_retrying, "1" if new_streak else "0"],
         )
         return [str(part) for part in reply]
@@ -404,7 +426,7 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             self._run(
-                "purge", [k.job(job_id), k.ended(state), k.stuck],
+                "purge", [k.job(job_id), k.ended(state), k.stuck, k.history(job_id)],
                 [job_id, state.value, cutoff_ms], client=pipe,
             )  # fmt: skip
         replies = [int(n) for n in pipe.execute()]
@@ -423,6 +445,11 @@ class Store:
     def get(self, job_id: str) -> dict[str, str] | None:
         fields = cast(dict[str, str], self.redis.hgetall(self.keys.job(job_id)))
         return fields or None
+
+    def history(self, job_id: str) -> list[str]:
+        """The job's last attempts, oldest first: JSON entries (none for records
+        made before history existed, or with ``DURABLE_HISTORY_ATTEMPTS=0``)."""
+        return [str(entry) for entry in self.redis.lrange(self.keys.history(job_id), 0, -1)]
 
     def get_many(self, ids: Sequence[str]) -> list[dict[str, str] | None]:
         pipe = self.redis.pipeline(transaction=False)

@@ -5,6 +5,7 @@
 -- KEYS[4] retrying-count hash           KEYS[5] parked zset
 -- KEYS[6] killed index zset (score = expiry ms)   KEYS[7] stuck zset
 -- KEYS[8] unclaimed zset (first attempts not claimed yet)
+-- KEYS[9] history list (expires with the record)
 -- ARGV[1] job id     ARGV[2] reason     ARGV[3] retention ms
 -- ARGV[4] "1" to record the kill of a job this store has not seen yet
 --         (enqueued, never started), so its message is dropped when it comes
@@ -37,4 +38,5 @@ redis.call('HSET', KEYS[1], 'state', 'killed', 'killed_reason', ARGV[2], 'update
 local expires = now + tonumber(ARGV[3])
 redis.call('PEXPIREAT', KEYS[1], expires)
 redis.call('ZADD', KEYS[6], expires, ARGV[1])
+redis.call('PEXPIREAT', KEYS[9], expires)
 return {'killed', state}
