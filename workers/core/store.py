@@ -541,6 +541,24 @@ class Store:
             pipe.zcard(key)
         return {name: int(n) for name, n in zip(names, pipe.execute(), strict=True)}
 
+    def sweeper_health(self, live_within_ms: int) -> tuple[int, int | None]:
+        """(sweepers that beat within ``live_within_ms``, ms the oldest due entry is
+        overdue or None): one round trip, whatever the number of jobs.
+
+        Sweepers push every entry they take forward (take_due), so an entry
+        behind now means no sweeper has reached it yet.
+        """
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.time()
+        pipe.zrange(k.nodes, 0, -1, withscores=True)
+        pipe.zrange(k.due, 0, 0, withscores=True)
+        (seconds, micros), nodes, oldest = pipe.execute()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        live = sum(1 for _node, beat in nodes if beat >= now - live_within_ms)
+        overdue = now - int(oldest[0][1]) if oldest and oldest[0][1] < now else None
+        return live, overdue
+
     def stats(self) -> dict[str, int]:
         counts = cast(dict[str, str], self.redis.hgetall(self.keys.stats))
         return {name: int(n) for name, n in counts.items()}
