@@ -100,6 +100,7 @@ def test_metrics_served_by_retryctl_count_the_jobs_created(store, metrics_server
     assert value(samples, "durable_failures_total", event="no-capacity") == 1
     assert value(samples, "durable_failures_total", event="interruption") == 1
     assert value(samples, "durable_failures_total", event="timeout") == 0
+    assert value(samples, "durable_dead_total") == 1
     assert value(samples, "durable_recoveries_total", kind="lease") == 1
     assert value(samples, "durable_recoveries_total", kind="due") == 0
     assert value(samples, "durable_stuck_jobs") == 1

@@ -7,8 +7,8 @@ the number of jobs:
 
 - jobs by state: one ZCARD per index (running, waiting, parked, ended);
 - waiting jobs by policy: the ``retrying`` count hash;
-- failures by event, recoveries by kind: the ``stats`` counter hash, which
-  ``fail.lua`` increments inside the failure script and the sweeper after a
+- failures by event, jobs gone dead, recoveries by kind: the ``stats``
+  counter hash, which ``fail.lua`` increments inside the failure script and the sweeper after a
   pass that recovered something (never on the success path);
 - stuck jobs: ZCARD of the stuck index;
 - Redis calls refused (out of memory, read-only...), by reason: the stored
@@ -115,6 +115,12 @@ class JobsCollector:
         for event in Event:
             failures.add_metric([event.value], stats.get(f"failures:{event.value}", 0))
 
+        dead = counter(
+            "durable_dead",
+            "Jobs whose policy gave up (they ended dead), counted inside the failure script.",
+        )
+        dead.add_metric([], stats.get("dead", 0))
+
         recoveries = counter(
             "durable_recoveries",
             "Work a sweeper recovered: lease (an attempt whose worker died, judged as a "
@@ -167,7 +173,7 @@ class JobsCollector:
         for policy, age in sorted(self.oldest_failure_ages().items()):
             oldest.add_metric([policy], age)
         return [
-            jobs, retrying, failures, recoveries, stuck, refused, used, limit, sweepers, lag,
+            jobs, retrying, failures, dead, recoveries, stuck, refused, used, limit, sweepers, lag,
             oldest,
         ]  # fmt: skip
 

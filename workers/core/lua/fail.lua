@@ -5,7 +5,7 @@
 -- KEYS[1] job hash        KEYS[2] leases zset    KEYS[3] due zset
 -- KEYS[4] retrying-count hash (field = policy)   KEYS[5] parked zset
 -- KEYS[6] dead index zset (score = expiry ms)
--- KEYS[7] stats hash (failures:<event> counters, for metrics)
+-- KEYS[7] stats hash (failures:<event> and dead counters, for metrics)
 -- KEYS[8] stuck zset (a job that dies leaves it)
 -- KEYS[9] history list (the job's last attempts; expires with the record)
 -- ARGV[1] job id          ARGV[2] attempt        ARGV[3] owner
@@ -54,6 +54,7 @@ redis.call('HDEL', KEYS[1], 'owner', 'interrupt')
 if ARGV[7] == 'dead' then
   local expires = now + tonumber(ARGV[11])
   redis.call('HSET', KEYS[1], 'state', 'dead', 'reason', ARGV[6])
+  redis.call('HINCRBY', KEYS[7], 'dead', 1)
   redis.call('PEXPIREAT', KEYS[1], expires)
   redis.call('ZADD', KEYS[6], expires, ARGV[1])
   redis.call('ZREM', KEYS[8], ARGV[1])
