@@ -94,6 +94,7 @@ def test_the_dashboard_shows_each_figure_the_issue_names():
         "Recoveries by kind": "durable_recoveries_total",
         "Sweeper lag and live sweepers": "durable_sweeper_lag_seconds",
         "Live sweepers": "durable_live_sweepers",
+        "Paused": "durable_paused_jobs",
     }
     for title, expr in wanted.items():
         assert expr in shown.get(title, ""), (title, shown.get(title))

@@ -66,6 +66,16 @@ class Keys:
         return f"{self.prefix}:last_death"
 
     @property
+    def pauses(self) -> str:
+        """Hash: ``policy:<P>`` | ``task:<T>`` -> the pause (JSON: reason, since)."""
+        return f"{self.prefix}:pauses"
+
+    @property
+    def deferred(self) -> str:
+        """Waiting jobs a pause holds back, scored by when they were deferred."""
+        return f"{self.prefix}:deferred"
+
+    @property
     def stuck(self) -> str:
         """Jobs reported stuck in their current streak, scored by when."""
         return f"{self.prefix}:stuck"

@@ -37,7 +37,7 @@ from workers.core.records import (
 LUA_SCRIPTS = (
     "enqueue", "forget", "claim", "succeed", "fail", "checkpoint", "renew", "interrupt",
     "take_lease", "take_due", "dispatched", "take_unclaimed", "expired", "kill", "resume",
-    "retry_now", "nodes", "stuck", "purge",
+    "retry_now", "nodes", "stuck", "purge", "release",
 )  # fmt: skip
 
 
@@ -139,7 +139,7 @@ class Store:
         sent = ("1", payload.args, payload.kwargs, payload.queue) if payload else ("0", "", "", "")
         reply = self._run(
             "claim",
-            [k.job(job_id), k.due, k.leases, k.retrying, k.unclaimed],
+            [k.job(job_id), k.due, k.leases, k.retrying, k.unclaimed, k.pauses, k.deferred],
             [job_id, attempt, task, policy, owner, lease_ms, *sent],
         )
         if reply[0] == "ok":
@@ -255,8 +255,8 @@ class Store:
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            self._run("dispatched", [k.job(job_id), k.due, k.last_death], [job_id, safety_ms],
-                      client=pipe)  # fmt: skip
+            self._run("dispatched", [k.job(job_id), k.due, k.last_death, k.pauses, k.deferred],
+                      [job_id, safety_ms], client=pipe)  # fmt: skip
         jobs = []
         for job_id, row in zip(ids, pipe.execute(), strict=True):
             state, attempt, task, args, kwargs, queue, policy, first, options = (
@@ -388,7 +388,7 @@ class Store:
             "kill",
             [
                 k.job(job_id), k.due, k.leases, k.retrying, k.parked,
-                k.ended(JobState.KILLED), k.stuck, k.unclaimed, k.history(job_id),
+                k.ended(JobState.KILLED), k.stuck, k.unclaimed, k.history(job_id), k.deferred,
             ],
             [job_id, reason, retention_ms, "1" if record_unknown else "0"],
         )  # fmt: skip
@@ -431,6 +431,35 @@ class Store:
             )  # fmt: skip
         replies = [int(n) for n in pipe.execute()]
         return replies.count(1), replies.count(1) + replies.count(2)
+
+    def pause(self, target: str, entry_json: str) -> bool:
+        """Pause ``policy:<P>`` or ``task:<T>``; False if it was paused already (kept)."""
+        return bool(self.redis.hsetnx(self.keys.pauses, target, entry_json))
+
+    def pauses(self) -> dict[str, str]:
+        return cast(dict[str, str], self.redis.hgetall(self.keys.pauses))
+
+    def end_pause(self, target: str) -> bool:
+        """Stop deferring new deliveries of ``target``; its deferred jobs wait for release."""
+        return bool(self.redis.hdel(self.keys.pauses, target))
+
+    def deferred_ids(self) -> list[str]:
+        return [str(i) for i in self.redis.zrange(self.keys.deferred, 0, -1)]
+
+    def release(
+        self, ids: Sequence[str], jitters: Sequence[float], start_ms: int, interval_ms: float,
+        slot: int,
+    ) -> tuple[int, int]:  # fmt: skip
+        """Release those of ``ids`` no pause holds any more, one per ``interval_ms`` from
+        ``start_ms`` (slots counted from ``slot``); returns (released, slots used)."""
+        k = self.keys
+        args: list[Any] = [start_ms, interval_ms, slot]
+        for job_id, jitter in zip(ids, jitters, strict=True):
+            args += [job_id, jitter]
+        reply = self._run(
+            "release", [k.pauses, k.deferred, k.due, *(k.job(i) for i in ids)], args
+        )
+        return int(reply[0]), int(reply[1])
 
     def retry_now(self, job_id: str) -> list[str]:
         reply = self._run("retry_now", [self.keys.job(job_id), self.keys.due], [job_id])

@@ -151,6 +151,12 @@ class JobsCollector:
                       "under noeviction).")  # fmt: skip
         limit.add_metric([], memory["maxmemory"])
 
+        paused = gauge(
+            "durable_paused_jobs",
+            "Waiting jobs a pause (retryctl pause) holds back until unpause releases them.",
+        )
+        paused.add_metric([], store.index_size(store.keys.deferred))
+
         live, overdue_ms = store.sweeper_health(self.lease_ms)
         sweepers = gauge(
             "durable_live_sweepers",
@@ -173,8 +179,8 @@ class JobsCollector:
         for policy, age in sorted(self.oldest_failure_ages().items()):
             oldest.add_metric([policy], age)
         return [
-            jobs, retrying, failures, dead, recoveries, stuck, refused, used, limit, sweepers, lag,
-            oldest,
+            jobs, retrying, failures, dead, recoveries, stuck, refused, used, limit, paused,
+            sweepers, lag, oldest,
         ]  # fmt: skip
 
     def refusal_counts(self, stats: dict[str, int]) -> dict[str, int]:

@@ -329,6 +329,14 @@ def explain(
     """Why the job will or will not run again, in sentences."""
     state, attempt, job = record.state, record.attempts, record.id
     lines: list[str] = []
+    if fields.get("paused_at") and state in (JobState.RETRYING, JobState.QUEUED):
+        lines.append(
+            f"it is held back by a pause since {since(ms_to_datetime(fields['paused_at']), now)}"
+            f" (policy {record.policy} or task {record.task}: `retryctl pause --list`); it "
+            "runs after `retryctl unpause`, and the time held does not count against its "
+            "windows."
+        )
+        return lines
     if state is JobState.RUNNING:
         lines.append(
             f"it is running: attempt {attempt} on {record.owner or 'a worker'}; its lease ends "
