@@ -100,6 +100,7 @@ def test_metrics_served_by_retryctl_count_the_jobs_created(store, metrics_server
     assert value(samples, "durable_failures_total", event="no-capacity") == 1
     assert value(samples, "durable_failures_total", event="interruption") == 1
     assert value(samples, "durable_failures_total", event="timeout") == 0
+    assert value(samples, "durable_dead_total") == 1
     assert value(samples, "durable_recoveries_total", kind="lease") == 1
     assert value(samples, "durable_recoveries_total", kind="due") == 0
     assert value(samples, "durable_stuck_jobs") == 1
@@ -118,6 +119,46 @@ def test_a_worker_with_a_metrics_port_serves_them(store, start_worker):
 
     assert value(samples, "durable_redis_up") == 1
     assert value(samples, "durable_jobs", state="dead") == 1
+    wait_for(lambda: value(_try_scrape(port) or {}, "durable_live_sweepers") == 1, 15,
+             "the worker's sweeper to count as live")  # fmt: skip
+
+
+def collected(collector: JobsCollector) -> dict[str, float]:
+    """Unlabelled samples of one collection, by name."""
+    return {
+        sample.name: sample.value
+        for family in collector.collect()
+        for sample in family.samples
+        if not sample.labels
+    }
+
+
+def test_live_sweepers_are_those_that_beat_within_a_lease(store, redis_client):
+    collector = JobsCollector(store, lease_seconds=30)
+    assert collected(collector)["durable_live_sweepers"] == 0
+    store.heartbeat("w1@a", 30_000)
+    store.heartbeat("w2@b", 30_000)
+    # A node whose sweeper went silent two leases ago, and no live sweeper removed it
+    # (every worker died at once): it is not live.
+    redis_client.zadd(store.keys.nodes, {"w3@gone": store.now_ms() - 60_000})
+
+    assert collected(collector)["durable_live_sweepers"] == 2
+
+
+def test_sweeper_lag_is_how_long_the_oldest_retry_is_overdue_until_a_sweeper_takes_it(
+    store, redis_client
+):
+    collector = JobsCollector(store)
+    job_id = make_job(store, JobState.RETRYING, delay_ms=600_000)
+    assert collected(collector)["durable_sweeper_lag_seconds"] == 0  # due in 10 minutes
+    # Due a minute ago, and no sweeper has run since.
+    redis_client.zadd(store.keys.due, {job_id: store.now_ms() - 60_000})
+
+    lag = collected(collector)["durable_sweeper_lag_seconds"]
+    assert 60 <= lag < 600, lag
+
+    store.take_due(100, 30_000)  # a sweeper pass takes it
+    assert collected(collector)["durable_sweeper_lag_seconds"] == 0
 
 
 def _try_scrape(port: int) -> Samples | None:

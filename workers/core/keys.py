@@ -21,6 +21,10 @@ class Keys:
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
 
+    def history(self, job_id: str) -> str:
+        """List: the job's last attempts (JSON entries, oldest first); expires with the job."""
+        return f"{self.prefix}:history:{job_id}"
+
     @property
     def due(self) -> str:
         """Waiting retries, scored by when a sweeper should publish them."""
@@ -60,6 +64,16 @@ class Keys:
     def last_death(self) -> str:
         """When a sweeper last found a worker dead (ms, Redis clock)."""
         return f"{self.prefix}:last_death"
+
+    @property
+    def pauses(self) -> str:
+        """Hash: ``policy:<P>`` | ``task:<T>`` -> the pause (JSON: reason, since)."""
+        return f"{self.prefix}:pauses"
+
+    @property
+    def deferred(self) -> str:
+        """Waiting jobs a pause holds back, scored by when they were deferred."""
+        return f"{self.prefix}:deferred"
 
     @property
     def stuck(self) -> str:

@@ -60,6 +60,9 @@ def record_failure(
             give_up=give_up, delay_ms=int(delay * 1000),
             sweeper_grace_ms=rt.lease_ms if rides_countdown else 0,
             max_retrying=policy.max_retrying, retention_ms=int(settings.retention * 1000),
+            history=settings.history_attempts,
+            # The worker that ran it: a sweeper judging a lost attempt holds its lease now.
+            worker=attempt.fields.get("owner") or attempt.owner,
         ),
         "recording a failure",
     )  # fmt: skip

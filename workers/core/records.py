@@ -36,6 +36,12 @@ class JobState(str, Enum):
 ENDED_STATES = (JobState.SUCCEEDED, JobState.DEAD, JobState.KILLED)
 """The states a job never leaves (its record expires after the retention)."""
 
+DEFAULT_HISTORY_ATTEMPTS = 20
+"""Attempts of history a job keeps unless ``DURABLE_HISTORY_ATTEMPTS`` says otherwise."""
+HISTORY_TEXT_CHARS = 300
+"""A history entry's error text and reason are cut to this many characters:
+with the entry count, it bounds a job's history (``last_error`` keeps more)."""
+
 
 def ms_to_datetime(value: str | int | None) -> datetime | None:
     if value in (None, ""):
@@ -92,6 +98,32 @@ class JobRecord(BaseModel):
             owner=fields.get("owner") or None,
             queue=fields.get("queue") or None,
         )
+
+
+class AttemptEntry(BaseModel):
+    """One attempt in a job's history (``<prefix>:history:<id>``), as ``fail`` and
+    ``succeed`` wrote it. Times are UTC; ``decision`` is retry, parked, dead or
+    succeeded. Fields a later release adds are ignored (stored state outlives
+    releases)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    attempt: int
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    worker: str | None = None
+    event: str
+    decision: str
+    error: str | None = None
+    delay_ms: int | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_json(cls, text: str) -> AttemptEntry:
+        data = json.loads(text)
+        for name in ("started_at", "ended_at"):
+            data[name] = ms_to_datetime(data.get(name))
+        return cls.model_validate(data)
 
 
 def _event_counts(fields: dict[str, str], prefix: str) -> dict[Event, int]:

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from policies import PolicyError, parse_duration
+from workers.core.records import DEFAULT_HISTORY_ATTEMPTS
 
 ENV_PREFIX = "DURABLE_"
 
@@ -82,6 +83,13 @@ class Settings(BaseSettings):
         description="How long an attempt keeps retrying a Redis that is unreachable or "
         "refuses writes (out of memory, read-only...) before it hands its message back to "
         "the broker.",
+    )
+    history_attempts: int = Field(
+        default=DEFAULT_HISTORY_ATTEMPTS,
+        ge=0,
+        le=1000,
+        description="Attempts each job keeps in its history (retryctl show); older ones "
+        "are dropped. 0 turns history off.",
     )
     alert_webhook: str | None = Field(
         default=None,

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import redis
 
+from workers.core.failures import truncated
 from workers.core.keys import Keys
 from workers.core.outcomes import (
     Claimed,
@@ -26,12 +27,17 @@ from workers.core.outcomes import (
     FailOutcome,
     Payload,
 )
-from workers.core.records import ENDED_STATES, JobState
+from workers.core.records import (
+    DEFAULT_HISTORY_ATTEMPTS,
+    ENDED_STATES,
+    HISTORY_TEXT_CHARS,
+    JobState,
+)
 
 LUA_SCRIPTS = (
     "enqueue", "forget", "claim", "succeed", "fail", "checkpoint", "renew", "interrupt",
     "take_lease", "take_due", "dispatched", "take_unclaimed", "expired", "kill", "resume",
-    "retry_now", "nodes", "stuck", "purge",
+    "retry_now", "nodes", "stuck", "purge", "release",
 )  # fmt: skip
 
 
@@ -133,7 +139,7 @@ class Store:
         sent = ("1", payload.args, payload.kwargs, payload.queue) if payload else ("0", "", "", "")
         reply = self._run(
             "claim",
-            [k.job(job_id), k.due, k.leases, k.retrying, k.unclaimed],
+            [k.job(job_id), k.due, k.leases, k.retrying, k.unclaimed, k.pauses, k.deferred],
             [job_id, attempt, task, policy, owner, lease_ms, *sent],
         )
         if reply[0] == "ok":
@@ -142,12 +148,16 @@ class Store:
             return None
         return Dropped(why=str(reply[1]), state=str(reply[2]), attempt=int(reply[3] or 0))
 
-    def succeed(self, job_id: str, attempt: int, owner: str, retention_ms: int) -> bool:
+    def succeed(
+        self, job_id: str, attempt: int, owner: str, retention_ms: int,
+        history: int = DEFAULT_HISTORY_ATTEMPTS,
+    ) -> bool:  # fmt: skip
+        """Record the success; ``history``: attempts of history the job keeps (0: none)."""
         k = self.keys
         reply = self._run(
             "succeed",
-            [k.job(job_id), k.leases, k.ended(JobState.SUCCEEDED), k.stuck],
-            [job_id, attempt, owner, retention_ms],
+            [k.job(job_id), k.leases, k.ended(JobState.SUCCEEDED), k.stuck, k.history(job_id)],
+            [job_id, attempt, owner, retention_ms, history],
         )
         return bool(reply[0] == "ok")
 
@@ -165,19 +175,28 @@ class Store:
         sweeper_grace_ms: int = 0,
         max_retrying: int | None = None,
         retention_ms: int,
+        history: int = DEFAULT_HISTORY_ATTEMPTS,
+        worker: str | None = None,
     ) -> FailOutcome:
-        """Record a failed attempt and carry out the decision taken for it."""
+        """Record a failed attempt and carry out the decision taken for it.
+
+        ``history``: attempts of history the job keeps (0: none); ``worker``: the
+        one that ran the attempt, when it is not ``owner`` (a sweeper judging a
+        lost attempt).
+        """
         k = self.keys
         reply = self._run(
             "fail",
             [
                 k.job(job_id), k.leases, k.due, k.retrying, k.parked, k.ended(JobState.DEAD),
-                k.stats, k.stuck,
+                k.stats, k.stuck, k.history(job_id),
             ],
             [
                 job_id, attempt, owner, event, error, reason,
                 "dead" if give_up else "retry", delay_ms, sweeper_grace_ms,
                 -1 if max_retrying is None else max_retrying, retention_ms,
+                history, truncated(error, HISTORY_TEXT_CHARS),
+                truncated(reason, HISTORY_TEXT_CHARS), worker or owner,
             ],
         )  # fmt: skip
         kind = FailKind(reply[0])
@@ -236,8 +255,8 @@ class Store:
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            self._run("dispatched", [k.job(job_id), k.due, k.last_death], [job_id, safety_ms],
-                      client=pipe)  # fmt: skip
+            self._run("dispatched", [k.job(job_id), k.due, k.last_death, k.pauses, k.deferred],
+                      [job_id, safety_ms], client=pipe)  # fmt: skip
         jobs = []
         for job_id, row in zip(ids, pipe.execute(), strict=True):
             state, attempt, task, args, kwargs, queue, policy, first, options = (
@@ -369,7 +388,7 @@ class Store:
             "kill",
             [
                 k.job(job_id), k.due, k.leases, k.retrying, k.parked,
-                k.ended(JobState.KILLED), k.stuck, k.unclaimed,
+                k.ended(JobState.KILLED), k.stuck, k.unclaimed, k.history(job_id), k.deferred,
             ],
             [job_id, reason, retention_ms, "1" if record_unknown else "0"],
         )  # fmt: skip
@@ -379,7 +398,10 @@ class Store:
         k = self.keys
         reply = self._run(
             "resume",
-            [k.job(job_id), k.due, k.retrying, k.parked, k.ended(JobState.DEAD), k.stuck],
+            [
+                k.job(job_id), k.due, k.retrying, k.parked, k.ended(JobState.DEAD), k.stuck,
+                k.history(job_id),
+            ],
             [job_id, -1 if max_retrying is None else max_retrying, "1" if new_streak else "0"],
         )
         return [str(part) for part in reply]
@@ -404,11 +426,40 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             self._run(
-                "purge", [k.job(job_id), k.ended(state), k.stuck],
+                "purge", [k.job(job_id), k.ended(state), k.stuck, k.history(job_id)],
                 [job_id, state.value, cutoff_ms], client=pipe,
             )  # fmt: skip
         replies = [int(n) for n in pipe.execute()]
         return replies.count(1), replies.count(1) + replies.count(2)
+
+    def pause(self, target: str, entry_json: str) -> bool:
+        """Pause ``policy:<P>`` or ``task:<T>``; False if it was paused already (kept)."""
+        return bool(self.redis.hsetnx(self.keys.pauses, target, entry_json))
+
+    def pauses(self) -> dict[str, str]:
+        return cast(dict[str, str], self.redis.hgetall(self.keys.pauses))
+
+    def end_pause(self, target: str) -> bool:
+        """Stop deferring new deliveries of ``target``; its deferred jobs wait for release."""
+        return bool(self.redis.hdel(self.keys.pauses, target))
+
+    def deferred_ids(self) -> list[str]:
+        return [str(i) for i in self.redis.zrange(self.keys.deferred, 0, -1)]
+
+    def release(
+        self, ids: Sequence[str], jitters: Sequence[float], start_ms: int, interval_ms: float,
+        slot: int,
+    ) -> tuple[int, int]:  # fmt: skip
+        """Release those of ``ids`` no pause holds any more, one per ``interval_ms`` from
+        ``start_ms`` (slots counted from ``slot``); returns (released, slots used)."""
+        k = self.keys
+        args: list[Any] = [start_ms, interval_ms, slot]
+        for job_id, jitter in zip(ids, jitters, strict=True):
+            args += [job_id, jitter]
+        reply = self._run(
+            "release", [k.pauses, k.deferred, k.due, *(k.job(i) for i in ids)], args
+        )
+        return int(reply[0]), int(reply[1])
 
     def retry_now(self, job_id: str) -> list[str]:
         reply = self._run("retry_now", [self.keys.job(job_id), self.keys.due], [job_id])
@@ -423,6 +474,11 @@ class Store:
     def get(self, job_id: str) -> dict[str, str] | None:
         fields = cast(dict[str, str], self.redis.hgetall(self.keys.job(job_id)))
         return fields or None
+
+    def history(self, job_id: str) -> list[str]:
+        """The job's last attempts, oldest first: JSON entries (none for records
+        made before history existed, or with ``DURABLE_HISTORY_ATTEMPTS=0``)."""
+        return [str(entry) for entry in self.redis.lrange(self.keys.history(job_id), 0, -1)]
 
     def get_many(self, ids: Sequence[str]) -> list[dict[str, str] | None]:
         pipe = self.redis.pipeline(transaction=False)
@@ -513,6 +569,24 @@ class Store:
         for key in names.values():
             pipe.zcard(key)
         return {name: int(n) for name, n in zip(names, pipe.execute(), strict=True)}
+
+    def sweeper_health(self, live_within_ms: int) -> tuple[int, int | None]:
+        """(sweepers that beat within ``live_within_ms``, ms the oldest due entry is
+        overdue or None): one round trip, whatever the number of jobs.
+
+        Sweepers push every entry they take forward (take_due), so an entry
+        behind now means no sweeper has reached it yet.
+        """
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.time()
+        pipe.zrange(k.nodes, 0, -1, withscores=True)
+        pipe.zrange(k.due, 0, 0, withscores=True)
+        (seconds, micros), nodes, oldest = pipe.execute()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        live = sum(1 for _node, beat in nodes if beat >= now - live_within_ms)
+        overdue = now - int(oldest[0][1]) if oldest and oldest[0][1] < now else None
+        return live, overdue
 
     def stats(self) -> dict[str, int]:
         counts = cast(dict[str, str], self.redis.hgetall(self.keys.stats))

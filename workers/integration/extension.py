@@ -223,7 +223,8 @@ def _serve_metrics(runtime: Runtime) -> None:
     if port is None:
         return
     try:
-        serve(runtime.store, port, refusals=runtime.refusals)
+        serve(runtime.store, port, refusals=runtime.refusals,
+              lease_seconds=runtime.settings.lease_seconds)  # fmt: skip
     except OSError as exc:
         # Two workers on one host with the same port: the first one serves.
         log.warning("durable-retry: metrics not served on port %d: %s", port, exc)

@@ -346,7 +346,8 @@ class DurableTask(Task):
         recorded = _call(
             rt,
             lambda: rt.store.succeed(
-                current.job_id, current.number, current.owner, int(retention * 1000)
+                current.job_id, current.number, current.owner, int(retention * 1000),
+                history=rt.settings.history_attempts,
             ),
             "recording a success",
         )

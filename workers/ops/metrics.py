@@ -7,14 +7,17 @@ the number of jobs:
 
 - jobs by state: one ZCARD per index (running, waiting, parked, ended);
 - waiting jobs by policy: the ``retrying`` count hash;
-- failures by event, recoveries by kind: the ``stats`` counter hash, which
-  ``fail.lua`` increments inside the failure script and the sweeper after a
+- failures by event, jobs gone dead, recoveries by kind: the ``stats``
+  counter hash, which ``fail.lua`` increments inside the failure script and the sweeper after a
   pass that recovered something (never on the success path);
 - stuck jobs: ZCARD of the stuck index;
 - Redis calls refused (out of memory, read-only...), by reason: the stored
   ``refusals:<reason>`` counts plus this process's not yet stored ones
   (``workers.core.refusals``: nothing is written while Redis refuses writes);
 - Redis memory used and ``maxmemory`` (INFO memory), so a full Redis is seen coming;
+- live sweepers (heartbeats within a lease) and sweeper lag (how long the
+  oldest due entry has been overdue: sweepers push every entry they take
+  forward, so only an entry no sweeper reached is behind now): one round trip;
 - oldest failure age by policy: ``first_failure_at`` of the live jobs, read
   in one pipelined HMGET each, all of them while an index holds at most
   ``sample`` entries, else a random sample of ``sample`` per index (then the
@@ -35,11 +38,13 @@ import redis
 from policies import Event
 from workers.core.records import JobState
 from workers.core.refusals import REASONS, Refusals, memory_use
+from workers.core.settings import Settings
 from workers.core.store import Store
 
 log = logging.getLogger(__name__)
 
 OLDEST_FAILURE_SAMPLE = 2000
+DEFAULT_LEASE_SECONDS = Settings.model_fields["lease_seconds"].default
 RECOVERY_KINDS = ("lease", "due", "unclaimed")
 
 # Index name (Store.index_sizes) -> the state label it is counted under.
@@ -58,11 +63,14 @@ class JobsCollector:
     """Metrics of the jobs in one store, read at each scrape."""
 
     def __init__(
-        self, store: Store, sample: int = OLDEST_FAILURE_SAMPLE, refusals: Refusals | None = None
-    ) -> None:
+        self, store: Store, sample: int = OLDEST_FAILURE_SAMPLE, refusals: Refusals | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:  # fmt: skip
         self.store = store
         self.sample = sample
         self.refusals = refusals
+        # A sweeper silent for a lease is taken for dead (as the sweepers themselves judge).
+        self.lease_ms = int(lease_seconds * 1000)
 
     def describe(self) -> list[Any]:
         # Nothing to describe up front: registering must not touch Redis.
@@ -107,6 +115,12 @@ class JobsCollector:
         for event in Event:
             failures.add_metric([event.value], stats.get(f"failures:{event.value}", 0))
 
+        dead = counter(
+            "durable_dead",
+            "Jobs whose policy gave up (they ended dead), counted inside the failure script.",
+        )
+        dead.add_metric([], stats.get("dead", 0))
+
         recoveries = counter(
             "durable_recoveries",
             "Work a sweeper recovered: lease (an attempt whose worker died, judged as a "
@@ -137,6 +151,25 @@ class JobsCollector:
                       "under noeviction).")  # fmt: skip
         limit.add_metric([], memory["maxmemory"])
 
+        paused = gauge(
+            "durable_paused_jobs",
+            "Waiting jobs a pause (retryctl pause) holds back until unpause releases them.",
+        )
+        paused.add_metric([], store.index_size(store.keys.deferred))
+
+        live, overdue_ms = store.sweeper_health(self.lease_ms)
+        sweepers = gauge(
+            "durable_live_sweepers",
+            "Sweepers (one per worker) that sent a heartbeat within a lease.",
+        )
+        sweepers.add_metric([], live)
+        lag = gauge(
+            "durable_sweeper_lag_seconds",
+            "How long the oldest waiting retry has been due without a sweeper taking it "
+            "(0 when none is overdue).",
+        )
+        lag.add_metric([], (overdue_ms or 0) / 1000)
+
         oldest = gauge(
             "durable_oldest_failure_age_seconds",
             "Age of the oldest failure streak among live jobs, by policy "
@@ -145,7 +178,10 @@ class JobsCollector:
         )
         for policy, age in sorted(self.oldest_failure_ages().items()):
             oldest.add_metric([policy], age)
-        return [jobs, retrying, failures, recoveries, stuck, refused, used, limit, oldest]
+        return [
+            jobs, retrying, failures, dead, recoveries, stuck, refused, used, limit, paused,
+            sweepers, lag, oldest,
+        ]  # fmt: skip
 
     def refusal_counts(self, stats: dict[str, int]) -> dict[str, int]:
         """reason -> refusals: stored, plus this process's not yet stored (every reason shown)."""
@@ -181,17 +217,19 @@ class JobsCollector:
 
 
 def serve(
-    store: Store, port: int, host: str = "0.0.0.0", refusals: Refusals | None = None
-) -> Any:
+    store: Store, port: int, host: str = "0.0.0.0", refusals: Refusals | None = None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+) -> Any:  # fmt: skip
     """Serve the metrics of ``store`` over HTTP on ``host:port`` from a daemon thread.
 
-    ``refusals``: this process's, whose not yet stored counts are added.
+    ``refusals``: this process's, whose not yet stored counts are added;
+    ``lease_seconds``: the workers' lease (a sweeper silent that long is not live).
 
     Returns the server (``server.server_address`` holds the port bound).
     """
     from prometheus_client import CollectorRegistry, start_http_server
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(JobsCollector(store, refusals=refusals))
+    registry.register(JobsCollector(store, refusals=refusals, lease_seconds=lease_seconds))
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server

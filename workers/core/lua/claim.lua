@@ -5,6 +5,8 @@
 -- KEYS[1] job hash            KEYS[2] due zset
 -- KEYS[3] leases zset         KEYS[4] retrying-count hash (field = policy)
 -- KEYS[5] unclaimed zset (first attempts not claimed yet)
+-- KEYS[6] pauses hash ("policy:<P>" | "task:<T>" -> why)
+-- KEYS[7] deferred zset (waiting jobs a pause holds back, scored by when deferred)
 -- ARGV[1] job id              ARGV[2] attempt this delivery carries (1 = first)
 -- ARGV[3] task name           ARGV[4] policy name
 -- ARGV[5] owner ("node:pid")  ARGV[6] lease length, ms
@@ -18,9 +20,13 @@
 -- without args, kwargs and opts: the attempt does not need them, a countdown
 -- retry gets them from fail)
 --      or {"drop", why, state, attempt}
+--      or {"drop", "paused", state, attempt} (the job's policy or task is paused:
+--          the delivery is dropped, no attempt counted; the job waits in the
+--          deferred set until unpause releases it)
 --      or {"missing"} (no record, and no payload was sent)
 
 -- include: now_ms
+-- include: paused
 
 local now = now_ms()
 local wanted = tonumber(ARGV[2])
@@ -41,6 +47,12 @@ else
   end
   if wanted ~= attempt + 1 then
     return {'drop', 'stale', state, attempt}
+  end
+  local owners = redis.call('HMGET', KEYS[1], 'policy', 'task')
+  if defer_if_paused(KEYS[1], KEYS[6], KEYS[7], ARGV[1], owners[1], owners[2], now) then
+    redis.call('ZREM', KEYS[2], ARGV[1])
+    redis.call('ZREM', KEYS[5], ARGV[1])
+    return {'drop', 'paused', state, attempt}
   end
   if attempt > 0 then
     -- a waiting retry (first attempts, attempt 0, were never counted)

@@ -5,8 +5,9 @@
 -- KEYS[1] job hash        KEYS[2] leases zset    KEYS[3] due zset
 -- KEYS[4] retrying-count hash (field = policy)   KEYS[5] parked zset
 -- KEYS[6] dead index zset (score = expiry ms)
--- KEYS[7] stats hash (failures:<event> counters, for metrics)
+-- KEYS[7] stats hash (failures:<event> and dead counters, for metrics)
 -- KEYS[8] stuck zset (a job that dies leaves it)
+-- KEYS[9] history list (the job's last attempts; expires with the record)
 -- ARGV[1] job id          ARGV[2] attempt        ARGV[3] owner
 -- ARGV[4] event           ARGV[5] error text     ARGV[6] decision reason
 --                         (kept for dead and parked jobs only)
@@ -16,6 +17,10 @@
 --                         job is marked "held" (since now) and a sweeper
 --                         publishes it only if a worker died since then
 -- ARGV[10] max_retrying (-1 = no cap)            ARGV[11] retention ms
+-- ARGV[12] attempts of history to keep (0 = none)
+-- ARGV[13] the history entry's error text       ARGV[14] its reason (both bounded)
+-- ARGV[15] the worker that ran the attempt (a sweeper judging a lost attempt
+--          holds the lease now, ARGV[3], but names the dead worker here)
 --
 -- Returns {"retry", now_ms, due_ms} (plus args, kwargs, queue, opts when a
 -- broker countdown will hold the retry: the caller publishes it)
@@ -23,14 +28,20 @@
 
 -- include: now_ms
 -- include: fence
+-- include: history
 
 local now = now_ms()
 local stale = not_owner(KEYS[1], ARGV[2], ARGV[3])
 if stale then
   return {'stale', stale}
 end
-local policy = redis.call('HGET', KEYS[1], 'policy')
+local job = redis.call('HMGET', KEYS[1], 'policy', 'updated_at')
+local policy, started = job[1], job[2]
 local event = ARGV[4]
+local keep = tonumber(ARGV[12])
+-- claim wrote updated_at when the attempt started; nothing else moves it while it runs.
+local entry = {attempt = tonumber(ARGV[2]), started_at = tonumber(started), ended_at = now,
+  worker = ARGV[15], event = event, error = ARGV[13], reason = ARGV[14]}
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HSETNX', KEYS[1], 'first_failure_at', now)
 redis.call('HSETNX', KEYS[1], 'since:' .. event, now)
@@ -43,9 +54,13 @@ redis.call('HDEL', KEYS[1], 'owner', 'interrupt')
 if ARGV[7] == 'dead' then
   local expires = now + tonumber(ARGV[11])
   redis.call('HSET', KEYS[1], 'state', 'dead', 'reason', ARGV[6])
+  redis.call('HINCRBY', KEYS[7], 'dead', 1)
   redis.call('PEXPIREAT', KEYS[1], expires)
   redis.call('ZADD', KEYS[6], expires, ARGV[1])
   redis.call('ZREM', KEYS[8], ARGV[1])
+  entry.decision = 'dead'
+  add_history(KEYS[9], keep, entry)
+  redis.call('PEXPIREAT', KEYS[9], expires)
   return {'dead', now}
 end
 
@@ -54,6 +69,8 @@ local waiting = tonumber(redis.call('HGET', KEYS[4], policy) or '0')
 if cap >= 0 and waiting >= cap then
   redis.call('HSET', KEYS[1], 'state', 'parked', 'reason', ARGV[6])
   redis.call('ZADD', KEYS[5], now, ARGV[1])
+  entry.decision = 'parked'
+  add_history(KEYS[9], keep, entry)
   return {'parked', now}
 end
 -- A waiting job keeps no reason: the sentence repeats its fields (error,
@@ -69,6 +86,9 @@ else
 end
 redis.call('HINCRBY', KEYS[4], policy, 1)
 redis.call('ZADD', KEYS[3], due + tonumber(ARGV[9]), ARGV[1])
+entry.decision = 'retry'
+entry.delay_ms = tonumber(ARGV[8])
+add_history(KEYS[9], keep, entry)
 if tonumber(ARGV[9]) > 0 then
   local payload = redis.call('HMGET', KEYS[1], 'args', 'kwargs', 'queue', 'opts')
   return {'retry', now, due, payload[1] or '[]', payload[2] or '{}', payload[3] or '',

@@ -5,6 +5,8 @@
 -- KEYS[4] retrying-count hash           KEYS[5] parked zset
 -- KEYS[6] killed index zset (score = expiry ms)   KEYS[7] stuck zset
 -- KEYS[8] unclaimed zset (first attempts not claimed yet)
+-- KEYS[9] history list (expires with the record)
+-- KEYS[10] deferred zset (jobs a pause holds back)
 -- ARGV[1] job id     ARGV[2] reason     ARGV[3] retention ms
 -- ARGV[4] "1" to record the kill of a job this store has not seen yet
 --         (enqueued, never started), so its message is dropped when it comes
@@ -32,9 +34,11 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
 redis.call('ZREM', KEYS[8], ARGV[1])
+redis.call('ZREM', KEYS[10], ARGV[1])
 redis.call('HDEL', KEYS[1], 'owner', 'next_attempt_at', 'interrupt', 'held')
 redis.call('HSET', KEYS[1], 'state', 'killed', 'killed_reason', ARGV[2], 'updated_at', now)
 local expires = now + tonumber(ARGV[3])
 redis.call('PEXPIREAT', KEYS[1], expires)
 redis.call('ZADD', KEYS[6], expires, ARGV[1])
+redis.call('PEXPIREAT', KEYS[9], expires)
 return {'killed', state}

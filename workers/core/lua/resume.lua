@@ -5,6 +5,7 @@
 -- KEYS[1] job hash   KEYS[2] due zset   KEYS[3] retrying-count hash
 -- KEYS[4] parked zset                   KEYS[5] dead index zset
 -- KEYS[6] stuck zset (a new streak leaves it)
+-- KEYS[7] history list (kept as long as the record again)
 -- ARGV[1] job id     ARGV[2] max_retrying (-1 = no cap; an operator's
 --                    resume passes -1, the sweeper's unpark passes the cap)
 -- ARGV[3] "1" to start a new failure streak (an operator's resume), "0" to
@@ -38,6 +39,7 @@ if ARGV[3] == '1' then
   new_streak(KEYS[1], KEYS[6], ARGV[1], job[3])
 end
 redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[7])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('HINCRBY', KEYS[3], job[2], 1)

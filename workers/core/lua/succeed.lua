@@ -2,13 +2,16 @@
 --
 -- KEYS[1] job hash   KEYS[2] leases zset   KEYS[3] succeeded index zset (score = expiry ms)
 -- KEYS[4] stuck zset (the streak ends: the job leaves it)
+-- KEYS[5] history list (gets the success entry; expires with the record)
 -- ARGV[1] job id     ARGV[2] attempt       ARGV[3] owner   ARGV[4] retention ms
+-- ARGV[5] attempts of history to keep (0 = none)
 --
 -- Returns {"ok", now_ms} or {"stale", state} when the attempt no longer owns
 -- the job (killed meanwhile, or its lease was recovered by a sweeper).
 
 -- include: now_ms
 -- include: fence
+-- include: history
 
 local now = now_ms()
 local stale = not_owner(KEYS[1], ARGV[2], ARGV[3])
@@ -16,6 +19,10 @@ if stale then
   return {'stale', stale}
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
+-- claim wrote updated_at when the attempt started; nothing else moves it while it runs.
+add_history(KEYS[5], tonumber(ARGV[5]), {attempt = tonumber(ARGV[2]),
+  started_at = tonumber(redis.call('HGET', KEYS[1], 'updated_at')), ended_at = now,
+  worker = ARGV[3], event = 'success', decision = 'succeeded'})
 -- The arguments and checkpoint are only needed to run it again: free them.
 redis.call('HDEL', KEYS[1], 'owner', 'args', 'kwargs', 'queue', 'opts', 'checkpoint',
   'interrupt')
@@ -23,5 +30,6 @@ redis.call('HSET', KEYS[1], 'state', 'succeeded', 'updated_at', now)
 local expires = now + tonumber(ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], expires)
 redis.call('ZADD', KEYS[3], expires, ARGV[1])
+redis.call('PEXPIREAT', KEYS[5], expires)
 redis.call('ZREM', KEYS[4], ARGV[1])
 return {'ok', now}

@@ -11,6 +11,7 @@ import click
 from workers.ops.cli.common import connection_options
 from workers.ops.cli.jobs_cmd import JOB_COMMANDS
 from workers.ops.cli.metrics_cmd import metrics
+from workers.ops.cli.pause_cmd import PAUSE_COMMANDS
 from workers.ops.cli.policies_cmd import policies
 
 
@@ -27,7 +28,7 @@ def cli() -> None:
 
 
 cli.add_command(policies)
-for command in (*JOB_COMMANDS, metrics):
+for command in (*JOB_COMMANDS, *PAUSE_COMMANDS, metrics):
     cli.add_command(command)
 
 

@@ -39,7 +39,15 @@ from workers.ops.cli.common import (
     registered_from,
     registered_policy,
 )
-from workers.ops.cli.render import job_json, since, until, utc
+from workers.ops.cli.render import (
+    history_entries,
+    history_json,
+    history_lines,
+    job_json,
+    since,
+    until,
+    utc,
+)
 from workers.ops.control import (
     LIVE_STATES,
     MIN_PREFIX,
@@ -321,6 +329,14 @@ def explain(
     """Why the job will or will not run again, in sentences."""
     state, attempt, job = record.state, record.attempts, record.id
     lines: list[str] = []
+    if fields.get("paused_at") and state in (JobState.RETRYING, JobState.QUEUED):
+        lines.append(
+            f"it is held back by a pause since {since(ms_to_datetime(fields['paused_at']), now)}"
+            f" (policy {record.policy} or task {record.task}: `retryctl pause --list`); it "
+            "runs after `retryctl unpause`, and the time held does not count against its "
+            "windows."
+        )
+        return lines
     if state is JobState.RUNNING:
         lines.append(
             f"it is running: attempt {attempt} on {record.owner or 'a worker'}; its lease ends "
@@ -399,6 +415,7 @@ def show(job_id: str, as_json: bool) -> None:
         lease = store.index_score(store.keys.leases, job_id)
         stuck = store.index_score(store.keys.stuck, job_id)
         expires = store.expires_at_ms(job_id)
+        history = history_entries(store.history(job_id))
     lease_end = ms_to_datetime(int(lease)) if lease is not None else None
     stuck_at = ms_to_datetime(int(stuck)) if stuck is not None else None
     expires_at = ms_to_datetime(expires)
@@ -416,9 +433,17 @@ def show(job_id: str, as_json: bool) -> None:
             "policy_source": view.source,
             "policy_note": view.note,
             "why": why,
+            "history": history_json(history),
         })  # fmt: skip
         return
     _print_show(record, fields, now, lease_end, expires_at, view, why)
+    click.echo("")
+    if history:
+        click.echo(f"last {len(history)} attempts (oldest first):")
+        for line in history_lines(history):
+            click.echo(f"  {line}")
+    else:
+        click.echo("history: none kept (DURABLE_HISTORY_ATTEMPTS=0, or a record older than it)")
 
 
 def _print_show(

@@ -29,12 +29,12 @@ def metrics(port: int, host: str, once: bool) -> None:
         from prometheus_client import CollectorRegistry, generate_latest
 
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(JobsCollector(store))
+        registry.register(JobsCollector(store, lease_seconds=conn.settings.lease_seconds))
         with redis_errors(conn):
             click.echo(generate_latest(registry).decode(), nl=False)
         return
     try:
-        server = serve(store, port, host)
+        server = serve(store, port, host, lease_seconds=conn.settings.lease_seconds)
     except OSError as error:
         fail(f"cannot listen on {host}:{port}: {error}")
     bound = server.server_address[1]
