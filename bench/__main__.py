@@ -1,4 +1,4 @@
-"""``./run bench [--smoke] [--runs N] [--only 1,2,...] [--output PATH]``.
+"""``./run bench [--smoke] [--runs N] [--only 1,2,...] [--success-jobs N] [--output PATH]``.
 
 Runs every scenario against durable-retry and plain Celery on a Redis of its
 own and writes the table to docs/PERFORMANCE.md (``--output`` elsewhere).
@@ -13,12 +13,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import harness, state, throughput, timing
+from bench import enqueue, harness, state, throughput, timing
 from bench.harness import Bench, check_same_config, load
 from bench.report import Row, Section, write
 from tests.support.worker_process import ROOT
 
-SCENARIOS = ("1", "2", "3", "4", "5", "6", "7")
+SCENARIOS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
 
 
 @dataclass
@@ -39,12 +39,16 @@ class Sizes:
     scale_sizes: list[int] = field(default_factory=lambda: [100_000, 1_000_000])
     scale_claim: int = 20_000
     cli_runs: int = 3
+    enqueue_jobs: int = 5_000
+    group_size: int = 1_000
+    death_backlog: int = 10_000
 
 
 SMOKE = Sizes(
     runs=1, success_jobs=200, retry_jobs=100, memory_jobs=1_000, cleanup_jobs=30,
     precision_jobs=10, precision_rate=20.0, recovery_retries=2, recovery_cap=3.0,
     recovery_lease=2.0, recovery_delay=3.0, scale_sizes=[2_000, 4_000], scale_claim=1_000,
+    enqueue_jobs=100, group_size=100, death_backlog=200,
 )  # fmt: skip
 
 INTRO = [
@@ -99,6 +103,13 @@ def run(sizes: Sizes, only: set[str], base: Path | None = None) -> list[Section]
             sections.append(
                 state.scale(bench, sizes.scale_sizes, sizes.scale_claim, sizes.cli_runs)
             )
+        if "8" in only:
+            print(f"bench: 8. enqueue (load {load()})", file=sys.stderr)
+            sections.append(enqueue.producer(bench, sizes.enqueue_jobs, sizes.group_size,
+                                             sizes.runs))  # fmt: skip
+        if "9" in only:
+            print(f"bench: 9. copies per worker death (load {load()})", file=sys.stderr)
+            sections.append(enqueue.copies_per_death(bench, sizes.death_backlog))
     return sections
 
 
@@ -111,7 +122,8 @@ def settings_lines(sizes: Sizes) -> list[str]:
         f"- runs per side: {sizes.runs} (A/B alternating, medians); success path "
         f"{sizes.success_jobs:,} jobs, retry path {sizes.retry_jobs:,} jobs, memory "
         f"{sizes.memory_jobs:,} jobs, scale {', '.join(f'{s:,}' for s in sizes.scale_sizes)} "
-        "due entries.",
+        f"due entries, enqueue {sizes.enqueue_jobs:,} jobs and a group of "
+        f"{sizes.group_size:,}, worker death with {sizes.death_backlog:,} queued jobs.",
         "- workers: `celery -A bench.jobs|bench.plain_jobs worker -P <pool> -c 2 -E "
         "--without-gossip --without-mingle --without-heartbeat -l INFO` "
         "(tests/support/worker_process.py), one at a time; the jobs are in bench/jobs.py "
@@ -128,6 +140,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per side (default 3)")
     parser.add_argument("--only", help="comma-separated scenarios, e.g. 1,3 (default: all)")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "PERFORMANCE.md")
+    parser.add_argument("--success-jobs", type=int, help="jobs per run of scenario 1 (20000)")
     parser.add_argument("--pools", help="comma-separated pools for scenario 1 (prefork,solo)")
     parser.add_argument(
         "--durable-setting",
@@ -153,6 +166,8 @@ def run_and_write(args: argparse.Namespace, base: Path | None = None) -> list[Se
     sizes = SMOKE if args.smoke else Sizes()
     if args.runs:
         sizes.runs = args.runs
+    if args.success_jobs:
+        sizes.success_jobs = args.success_jobs
     if args.pools:
         sizes.pools = args.pools.split(",")
     for setting in args.durable_setting:

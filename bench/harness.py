@@ -9,9 +9,12 @@ process's ``DURABLE_*`` environment: every setting is handed to the workers.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -220,6 +223,23 @@ class Bench:
                         time.sleep(pause)
         return ids
 
+    def produce(
+        self, side: str, job: str, n: int, *, mode: str = "delay", warmup: int = 0,
+        queue: str | None = None, timeout: float = 1800.0,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Enqueue ``n`` jobs from a producer process of ``side`` (:mod:`bench.producer`):
+        ``job.delay`` in a loop or one ``group``, through the side's own app, so the
+        durable side writes each record at enqueue. Returns what it measured."""
+        command = [sys.executable, "-m", "bench.producer", side, job, str(n), "--mode", mode,
+                   "--warmup", str(warmup)]  # fmt: skip
+        if queue:
+            command += ["--queue", queue]
+        done = subprocess.run(command, env=self.env(side), cwd=ROOT, capture_output=True,
+                              text=True, timeout=timeout)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"producer failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
     def outstanding(self) -> int:
         """Messages not yet acked: waiting in the queue or held by a worker."""
         pipe = self.client.pipeline(transaction=False)
@@ -231,15 +251,21 @@ class Bench:
     def drain(
         self, side: str, job: str, n: int, *, pool: str = "prefork",
         settings: dict[str, str] | None = None, timeout: float = 900.0,
-        profile: Callable[[WorkerProcess], Any] | None = None,
+        profile: Callable[[WorkerProcess], Any] | None = None, enqueue: bool = False,
     ) -> Drained:  # fmt: skip
         """Publish ``n`` jobs, start a worker, time from its first fetch until all are acked.
 
         The same method on both sides; Redis' command counters are read after
         publishing and after the last ack, so they hold what the worker did.
+        ``enqueue``: publish as an application does, ``job.delay`` from a producer
+        process (:meth:`produce`; the durable side writes each record at enqueue),
+        not ``send_task`` by name (the durable side's record is then made at claim).
         """
         self.flush()
-        self.publish(side, job, [(i,) for i in range(n)])
+        if enqueue:
+            self.produce(side, job, n)
+        else:
+            self.publish(side, job, [(i,) for i in range(n)])
         if self.client.llen(QUEUE) != n:
             raise RuntimeError(f"expected {n} messages in the queue")
         before = CommandStats.read(self.client)

@@ -63,3 +63,18 @@ def test_the_table_is_written_with_every_row(smoke: list, output: Path) -> None:
         assert f"| {row.scenario} | {row.metric} |" in text
     assert "## Machine and versions" in text
     assert "celery 5." in text
+
+
+def test_the_producer_pays_one_round_trip_per_enqueue(smoke: list) -> None:
+    """Counted, not timed: ``enqueue`` per durable ``delay`` and per job of a ``group``."""
+    measured = [r for r in rows(smoke) if r.scenario == "8"]
+    rates = [r for r in measured if r.metric.startswith("enqueue rate")]
+    assert len(rates) == 2 and all(r.ours > 0 and r.plain for r in rates), rates
+    trips = [r for r in measured if r.metric.startswith("producer round trips")]
+    assert len(trips) == 2 and all(r.ours == 1.0 for r in trips), trips
+
+
+def test_a_death_copies_at_most_the_fleets_prefetch_capacity(smoke: list) -> None:
+    """Counted: the dead node (4) and the live worker (2 x 4) may hold 12, not the backlog."""
+    (copies,) = [r for r in rows(smoke) if r.scenario == "9"]
+    assert 0 < copies.ours <= 12 and copies.met, copies

@@ -1,0 +1,75 @@
+"""A producer process: enqueue jobs the way an application does, and time it.
+
+``python -m bench.producer SIDE JOB N [--mode delay|group] [--warmup K] [--queue Q]``
+
+Run by the bench in a process of its own, with the environment a worker of
+that side gets (:meth:`bench.harness.Bench.env`): the durable side imports
+:mod:`bench.jobs` (the ready-made app, configured from ``DURABLE_*``), the
+plain side :mod:`bench.plain_jobs`. So the durable side publishes through the
+product path, ``DurableTask.apply_async`` (the record written at enqueue), and
+the bench's own process keeps no durable settings.
+
+``--mode delay`` calls ``job.delay(i)`` ``N`` times in a loop; ``--mode group``
+sends ``group(job.s(i) for i in range(N)).apply_async()``. ``--warmup K``
+enqueues ``K`` jobs first, untimed (connections, script loading). Prints one
+JSON line: the loop's wall time and Redis' command counters over the loop
+(``INFO commandstats``; nothing else runs against the bench's Redis meanwhile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+
+import redis
+from celery import group
+
+from bench.harness import MODULES, CommandStats
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.producer")
+    parser.add_argument("side", choices=sorted(MODULES))
+    parser.add_argument("job")
+    parser.add_argument("n", type=int)
+    parser.add_argument("--mode", choices=("delay", "group"), default="delay")
+    parser.add_argument("--warmup", type=int, default=0)
+    parser.add_argument("--queue", help="route every job to this queue (apply_async queue=)")
+    args = parser.parse_args(argv)
+
+    task = getattr(importlib.import_module(MODULES[args.side]), args.job)
+    options = {"queue": args.queue} if args.queue else {}
+
+    def enqueue(count: int, mode: str) -> None:
+        if mode == "group":
+            group(task.s(i).set(**options) for i in range(count)).apply_async()
+        elif options:
+            for i in range(count):
+                task.apply_async((i,), **options)
+        else:
+            for i in range(count):
+                task.delay(i)
+
+    if args.warmup:
+        enqueue(args.warmup, "delay")
+    client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+    before = CommandStats.read(client)
+    started = time.perf_counter()
+    enqueue(args.n, args.mode)
+    seconds = time.perf_counter() - started
+    stats = CommandStats.read(client).minus(before)
+    scripts, script_usec = stats.scripts()
+    # INFO itself (two calls per read) is not the producer's.
+    calls = sum(v for k, v in stats.calls.items() if k != "info")
+    print(json.dumps({"n": args.n, "seconds": seconds, "scripts": scripts,
+                      "script_usec": script_usec, "calls": calls,
+                      "commands": {k: v for k, v in stats.calls.items() if v}}))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
