@@ -39,7 +39,7 @@ class Runtime:
 
     @cached_property
     def store(self) -> Store:
-        return Store.from_url(self.settings.redis_url, prefix=self.settings.key_prefix)
+        return Store.from_settings(self.settings)
 
     @cached_property
     def catalog(self) -> Catalog:

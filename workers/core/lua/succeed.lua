@@ -4,6 +4,7 @@
 -- KEYS[4] stuck zset (the streak ends: the job leaves it)
 -- ARGV[1] job id     ARGV[2] attempt       ARGV[3] owner   ARGV[4] retention ms
 --
+-- Safe to run again: a run after this attempt succeeded answers {"ok", now_ms} too.
 -- Returns {"ok", now_ms} or {"stale", state} when the attempt no longer owns
 -- the job (killed meanwhile, or its lease was recovered by a sweeper).
 
@@ -12,13 +13,18 @@
 
 local now = now_ms()
 local stale = not_owner(KEYS[1], ARGV[2], ARGV[3])
+if stale == 'succeeded' and redis.call('HGET', KEYS[1], 'attempt') == ARGV[2] then
+  -- Run again after its reply was lost: this attempt succeeded (the only one that
+  -- can, claim fences the others), so answer as the first run did.
+  return {'ok', now}
+end
 if stale then
   return {'stale', stale}
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 -- The arguments and checkpoint are only needed to run it again: free them.
 redis.call('HDEL', KEYS[1], 'owner', 'args', 'kwargs', 'queue', 'opts', 'checkpoint',
-  'interrupt')
+  'interrupt', 'claim')
 redis.call('HSET', KEYS[1], 'state', 'succeeded', 'updated_at', now)
 local expires = now + tonumber(ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], expires)

@@ -104,9 +104,8 @@ class Connection:
         """The store, checked reachable (exit 3 naming the URL if not)."""
         if self._store is None:
             settings = self.settings
-            store = Store.from_url(
-                settings.redis_url, prefix=settings.key_prefix,
-                socket_connect_timeout=3, socket_timeout=10, health_check_interval=0,
+            store = Store.from_settings(
+                settings, socket_connect_timeout=3, socket_timeout=10, health_check_interval=0,
             )  # fmt: skip
             with redis_errors(self):
                 store.redis.ping()
