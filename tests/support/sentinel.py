@@ -134,6 +134,14 @@ class Sentinels:
             time.sleep(0.05)
         raise AssertionError(f"no failover to the replica within {timeout}s")
 
+    def rejoin_as_replica(self) -> None:
+        """Start the killed old primary again as a replica of the promoted one, as an
+        operator (or an orchestrator) replaces a lost node. Left to itself, sentinel
+        turns a returning old master into a replica only after it has reported the
+        wrong role for ~8 s."""
+        self.primary.extra_args += ("--replicaof", "127.0.0.1", str(self.replica.port))
+        self.primary.start()
+
     def stop(self) -> None:
         for process in self.sentinels:
             if process.poll() is None:
