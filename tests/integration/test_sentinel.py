@@ -7,6 +7,9 @@ Each test starts its own topology (tests/support/sentinel.py: 1 primary, 1 repli
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -22,6 +25,7 @@ from tests.conftest import wait_for
 from tests.support.invariants import InvariantChecker, Sampler
 from tests.support.ops import control_of
 from tests.support.sentinel import Sentinels
+from tests.support.worker_process import ROOT
 from workers import JobState
 from workers.core.outcomes import Claimed, Payload
 from workers.core.refusals import refusal_reason
@@ -186,6 +190,22 @@ def test_jobs_retry_with_their_state_on_sentinel(sentinels, redis_server, start_
     for job_id in ids:
         assert control_of(sender.store).status(job_id).attempts >= 2
         assert all(n == 1 for n in jobs.body_runs(client, job_id).values())
+    # retryctl reads through the same settings; no password is printed.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
+    shown = subprocess.run(
+        [sys.executable, "-m", "workers.ops.cli", "show", ids[0]], cwd=ROOT,
+        env={**env, **sentinels.env}, text=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "succeeded" in shown.stdout and ids[0] in shown.stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "workers.ops.cli", "list", "--state", "succeeded"], cwd=ROOT,
+        env={**env, **sentinels.env, "DURABLE_REDIS_SENTINEL_PASSWORD": "wrong"}, text=True,
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode != 0  # the sentinels refuse a wrong password...
+    assert "wrong" not in listed.stdout + listed.stderr  # ...and it is not shown
+    assert "data-secret" not in listed.stdout + listed.stderr, listed.stderr
 
 
 class WriteProbe:
@@ -257,3 +277,19 @@ def test_failover_under_load_loses_nothing(sentinels, redis_server, start_worker
         f"every job done {recovered:.1f}s after the kill; {attempts} attempt bodies, "
         "0 duplicates"
     )
+
+
+def test_broker_and_state_both_on_sentinel(sentinels, start_worker):
+    """One topology for both, as a docker-compose deployment would: the broker gets
+    master_name (and the sentinels' password) from DURABLE_REDIS_SENTINEL_*."""
+    worker = start_worker("b1", env={**sentinels.env, "DURABLE_BROKER_URL": sentinels.url})
+    settings = load_settings({**sentinels.env, "DURABLE_BROKER_URL": sentinels.url})
+    sender = Sender(sentinels.url, _store(sentinels))
+    sender.app.conf.broker_transport_options = celery_config(settings)[
+        "broker_transport_options"
+    ]
+    ids = [sender.send("flaky", 1) for _ in range(4)]
+    wait_for(lambda: sender.all_succeeded(ids), 40, "every job to succeed via a sentinel broker")
+    sender.app.close()
+    log = worker.log_text()
+    assert "data-secret" not in log and "sent-secret" not in log, log[-2000:]
