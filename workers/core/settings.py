@@ -234,7 +234,8 @@ class Settings(BaseSettings):
         on_sentinel = [name for name, url in urls if url and is_sentinel_url(url)]
         if on_sentinel and not self.redis_sentinel_master:
             raise ValueError(
-                f"{' and '.join(on_sentinel)} name sentinels: set DURABLE_REDIS_SENTINEL_MASTER "
+                f"{' and '.join(on_sentinel)} {'name' if len(on_sentinel) > 1 else 'names'} "
+                "sentinels: set DURABLE_REDIS_SENTINEL_MASTER "
                 "to the master group's name (the NAME of 'sentinel monitor NAME host port quorum')"
             )
         return self
@@ -313,5 +314,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             shown = values.get(field, "")
             if field.endswith("url") and isinstance(shown, str):
                 shown = redact_url(shown)
+            if field == "settings":  # a rule across settings: the message names them
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
+                continue
             problems.append(f"{variable}={shown!r}: {error['msg']}")
         raise SettingsError("; ".join(problems)) from None

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 import redis
 from celery import Celery
+from redis.sentinel import MasterNotFoundError
 from rich.console import Console
 
 from workers.core import policy_registry
@@ -136,6 +137,11 @@ def redis_errors(connection: Connection) -> Iterator[None]:
     """Turn a lost or refused Redis connection into exit 3 naming the URL (password hidden)."""
     try:
         yield
+    except MasterNotFoundError:  # a ConnectionError; its text is every sentinel's repr
+        master = connection.settings.redis_sentinel_master
+        fail(f"no sentinel at {connection.url} answers with a master for {master!r} "
+             "(sentinels down or unreachable, a wrong DURABLE_REDIS_SENTINEL_MASTER or "
+             "DURABLE_REDIS_SENTINEL_PASSWORD)", ExitCode.REDIS_UNREACHABLE)  # fmt: skip
     except redis.AuthenticationError as error:  # a ConnectionError: caught first
         fail(f"Redis at {connection.url} refused the login: {error}", ExitCode.REDIS_UNREACHABLE)
     except (redis.ConnectionError, redis.TimeoutError) as error:
