@@ -201,11 +201,11 @@ def test_jobs_retry_with_their_state_on_sentinel(sentinels, redis_server, start_
     assert "succeeded" in shown.stdout and ids[0] in shown.stdout
     listed = subprocess.run(
         [sys.executable, "-m", "workers.ops.cli", "list", "--state", "succeeded"], cwd=ROOT,
-        env={**env, **sentinels.env, "DURABLE_REDIS_SENTINEL_PASSWORD": "wrong"}, text=True,
+        env={**env, **sentinels.env, "DURABLE_REDIS_SENTINEL_PASSWORD": "not-the-pw-42"}, text=True,
         capture_output=True, timeout=60,
     )  # fmt: skip
     assert listed.returncode != 0  # the sentinels refuse a wrong password...
-    assert "wrong" not in listed.stdout + listed.stderr  # ...and it is not shown
+    assert "not-the-pw-42" not in listed.stdout + listed.stderr  # ...and it is not shown
     assert "data-secret" not in listed.stdout + listed.stderr, listed.stderr
 
 

@@ -161,10 +161,20 @@ class Store:
     def _run_replicated(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """The script, then WAIT on the same connection (WAIT counts the replicas that
         have this connection's writes); fewer than ``min_replicas`` is a failed write."""
-        pipe = self.redis.pipeline(transaction=False)
-        self._scripts[name](keys=keys, args=args, client=pipe)
-        pipe.wait(self.min_replicas, self.min_replicas_timeout_ms)
-        reply, reached = pipe.execute()
+        script = self._scripts[name]
+        # EVALSHA itself, not the Script in the pipeline: that costs a SCRIPT EXISTS
+        # round trip per call. NOSCRIPT (a promoted replica's empty cache) ran nothing.
+        for loaded in (False, True):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.wait(self.min_replicas, self.min_replicas_timeout_ms)
+            try:
+                reply, reached = pipe.execute()
+                break
+            except redis.exceptions.NoScriptError:
+                if loaded:
+                    raise
+                self.redis.script_load(script.script)
         if int(reached) < self.min_replicas:
             raise ReplicasBehind(
                 f"NOREPLICAS {name}: {int(reached)} of the {self.min_replicas} replicas "
