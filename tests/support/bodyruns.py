@@ -16,8 +16,14 @@ import redis
 
 @lru_cache(maxsize=1)
 def state_client() -> redis.Redis:
-    """The job-state Redis (``DURABLE_REDIS_URL``), where bodies record their runs."""
-    return redis.Redis.from_url(os.environ["DURABLE_REDIS_URL"], decode_responses=True)
+    """The job-state Redis (``DURABLE_REDIS_URL``), where bodies record their runs
+    (through the sentinels' master when it is a ``sentinel://`` URL)."""
+    from workers.core.store import connect
+
+    password = os.environ.get("DURABLE_REDIS_SENTINEL_PASSWORD")
+    return connect(os.environ["DURABLE_REDIS_URL"], socket_timeout=5,
+                   sentinel_master=os.environ.get("DURABLE_REDIS_SENTINEL_MASTER"),
+                   sentinel_password=password)  # fmt: skip
 
 
 def ran(task: Any) -> int:
@@ -28,6 +34,9 @@ def ran(task: Any) -> int:
     pipe = client.pipeline()
     pipe.hincrby(f"bodyruns:{task.request.id}", str(attempt), 1)
     pipe.hset(f"bodystart:{task.request.id}", str(attempt), seconds * 1000 + micros // 1000)
+    replicas = int(os.environ.get("DURABLE_REDIS_MIN_REPLICAS") or 0)
+    if replicas:
+        pipe.wait(replicas, 2000)  # the count survives a failover as the transitions do
     pipe.execute()
     return attempt
 

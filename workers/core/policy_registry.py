@@ -78,19 +78,24 @@ def register(store: Store, policies: Iterable[RetryPolicy], worker: str) -> list
             break
         entries[policy.name] = entry
     if store.write_policies(entries) > MAX_POLICIES:
-        _drop_oldest(store, keep=MAX_POLICIES)
+        _drop_oldest(store, keep=MAX_POLICIES, written=set(entries))
     return list(entries)
 
 
-def _drop_oldest(store: Store, keep: int) -> None:
+def _drop_oldest(store: Store, keep: int, written: set[str]) -> None:
+    """Drop the oldest entries past ``keep``; the ones just ``written`` stay (two
+    registrations in the same millisecond cannot be told apart by their time)."""
+
     def registered_at(item: tuple[str, str]) -> int:
         try:
             return int(json.loads(item[1])["registered_at"])
         except (ValueError, TypeError, KeyError):
             return 0  # unreadable entries go first
 
-    entries = sorted(store.policy_entries().items(), key=registered_at, reverse=True)
-    store.drop_policies([name for name, _ in entries[keep:]])
+    others = [item for item in store.policy_entries().items() if item[0] not in written]
+    others.sort(key=registered_at, reverse=True)
+    room = max(0, keep - len(written))
+    store.drop_policies([name for name, _ in others[room:]])
 
 
 def lookup(store: Store, name: str) -> Registered | None:

@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import TypeVar
 
 import redis
+from redis.sentinel import MasterNotFoundError
 
 from policies import Catalog, load_catalog
 from workers.core.errors import StateUnavailable
@@ -39,7 +40,7 @@ class Runtime:
 
     @cached_property
     def store(self) -> Store:
-        return Store.from_url(self.settings.redis_url, prefix=self.settings.key_prefix)
+        return Store.from_settings(self.settings)
 
     @cached_property
     def catalog(self) -> Catalog:
@@ -95,14 +96,22 @@ class Runtime:
                     log.error(
                         "durable-retry: Redis at %s unreachable while %s (%s); "
                         "handing the message back to the broker",
-                        redact_url(self.settings.redis_url), what, exc,
+                        redact_url(self.settings.redis_url), what, _short(exc),
                     )  # fmt: skip
                     raise StateUnavailable(f"Redis unreachable while {what}") from exc
                 if reason is None:
                     log.warning("durable-retry: Redis unreachable while %s: %s; retrying",
-                                what, exc)  # fmt: skip
+                                what, _short(exc))  # fmt: skip
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
             else:
                 self.refusals.accepted()
                 return result
+
+
+def _short(exc: BaseException) -> str:
+    """The error for a log line: redis-py's MasterNotFoundError text is the repr of
+    every sentinel connection (kilobytes), so it is said in a few words instead."""
+    if isinstance(exc, MasterNotFoundError):
+        return "no sentinel answers with a master (failover under way, or sentinels down)"
+    return str(exc)

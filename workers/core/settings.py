@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from policies import PolicyError, parse_duration
@@ -26,6 +27,69 @@ class SettingsError(ValueError):
     """A ``DURABLE_*`` variable has a value the workers cannot use."""
 
 
+SENTINEL_FORM = "sentinel://[:password@]HOST:PORT;sentinel://HOST:PORT;...[/DB]"
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """A ``sentinel://`` URL taken apart: where the sentinels listen, and how to log in
+    to the data nodes they point at (the password and DB of the URL are the data nodes')."""
+
+    hosts: tuple[tuple[str, int], ...]
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.split("://", 1)[0].lower() == "sentinel" if "://" in url else False
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """``sentinel://h1:26379;sentinel://h2:26379/0`` (kombu's form); raise ValueError
+    naming the part that is wrong and the form accepted."""
+    hosts: list[tuple[str, int]] = []
+    db = 0
+    logins: set[tuple[str | None, str | None]] = set()
+    parts = [part.strip() for part in url.split(";")]
+    for index, part in enumerate(parts):
+        shown = redact_url(part)
+        try:
+            split = urlsplit(part)
+            port = split.port
+        except ValueError:
+            raise ValueError(f"{shown!r} is not a sentinel address; expected {SENTINEL_FORM}") \
+                from None
+        if split.scheme.lower() != "sentinel" or not split.hostname or port is None:
+            raise ValueError(
+                f"{shown!r} is not a sentinel address (sentinel://HOST:PORT); "
+                f"expected {SENTINEL_FORM}"
+            )
+        path = split.path.strip("/")
+        if path:
+            if index != len(parts) - 1 or not path.isdigit():
+                raise ValueError(
+                    f"{shown!r}: only the last address may name a database, as /DB with DB "
+                    f"a number; expected {SENTINEL_FORM}"
+                )
+            db = int(path)
+        if split.query or split.fragment:
+            raise ValueError(f"{shown!r}: no ?options or #fragment are accepted here")
+        if split.username is not None or split.password is not None:
+            logins.add((
+                unquote(split.username) if split.username else None,
+                unquote(split.password) if split.password is not None else None,
+            ))  # fmt: skip
+        hosts.append((split.hostname, port))
+    if len(logins) > 1:
+        raise ValueError(
+            "the sentinel addresses carry different logins; give the data nodes' "
+            "[user]:password once (on the first address), or the same on each"
+        )
+    username, password = logins.pop() if logins else (None, None)
+    return SentinelURL(tuple(hosts), db, username, password)
+
+
 class Settings(BaseSettings):
     """What a worker or ``retryctl`` needs to know about its deployment."""
 
@@ -33,7 +97,31 @@ class Settings(BaseSettings):
 
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
-        description="Redis that holds the job state (attempts, schedule, leases).",
+        description="Redis that holds the job state (attempts, schedule, leases): "
+        "redis://, rediss://, unix://, or sentinel://H:P;sentinel://H:P[/DB] with "
+        "DURABLE_REDIS_SENTINEL_MASTER.",
+    )
+    redis_sentinel_master: str | None = Field(
+        default=None,
+        description="Name of the Sentinel master group (sentinel monitor NAME ...); required "
+        "with a sentinel:// URL, and a sentinel:// broker gets it as master_name.",
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the sentinels themselves (their requirepass), when they "
+        "have one; the data nodes' password is the one in the URL.",
+    )
+    redis_min_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Replicas each transition must reach (WAIT) before the worker acks the "
+        "message; 0: no wait (asynchronous replication).",
+    )
+    redis_min_replicas_timeout: float = Field(
+        default=1.0,
+        gt=0,
+        description="How long one WAIT for DURABLE_REDIS_MIN_REPLICAS replicas lasts before "
+        "the write counts as failed (and is retried as for an unreachable Redis).",
     )
     broker_url: str | None = Field(
         default=None,
@@ -124,10 +212,13 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str) -> str:
         scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme == "sentinel":
+            parse_sentinel_url(value)
+            return value
         if scheme not in ("redis", "rediss", "unix"):
             raise ValueError(
-                "expected a Redis URL: redis://[:password@]host:port/db, rediss:// (TLS) "
-                "or unix:///path/to/redis.sock"
+                "expected a Redis URL: redis://[:password@]host:port/db, rediss:// (TLS), "
+                f"unix:///path/to/redis.sock or {SENTINEL_FORM}"
             )
         return value
 
@@ -137,6 +228,25 @@ class Settings(BaseSettings):
         if value is not None and "://" not in value:
             raise ValueError("expected a broker URL such as redis://host:6379/0 or amqp://host//")
         return value
+
+    @field_validator("redis_sentinel_master")
+    @classmethod
+    def _master_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
+            raise ValueError("expected the master group's name, as in 'sentinel monitor NAME'")
+        return value
+
+    @model_validator(mode="after")
+    def _sentinel_has_master(self) -> Settings:
+        urls = [("DURABLE_REDIS_URL", self.redis_url), ("DURABLE_BROKER_URL", self.broker_url)]
+        on_sentinel = [name for name, url in urls if url and is_sentinel_url(url)]
+        if on_sentinel and not self.redis_sentinel_master:
+            raise ValueError(
+                f"{' and '.join(on_sentinel)} {'name' if len(on_sentinel) > 1 else 'names'} "
+                "sentinels: set DURABLE_REDIS_SENTINEL_MASTER "
+                "to the master group's name (the NAME of 'sentinel monitor NAME host port quorum')"
+            )
+        return self
 
     @model_validator(mode="after")
     def _countdown_fits_visibility(self) -> Settings:
@@ -160,7 +270,13 @@ class Settings(BaseSettings):
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe to print or log."""
+    """The URL with any password replaced by ``***``, safe to print or log.
+
+    A URL of several addresses (``sentinel://...;sentinel://...``) is redacted
+    address by address.
+    """
+    if ";" in url:
+        return ";".join(redact_url(part) for part in url.split(";"))
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -206,5 +322,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             shown = values.get(field, "")
             if field.endswith("url") and isinstance(shown, str):
                 shown = redact_url(shown)
+            if field == "settings":  # a rule across settings: the message names them
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
+                continue
             problems.append(f"{variable}={shown!r}: {error['msg']}")
         raise SettingsError("; ".join(problems)) from None

@@ -33,6 +33,7 @@ from workers.core.records import (
     HISTORY_TEXT_CHARS,
     JobState,
 )
+from workers.core.settings import Settings, is_sentinel_url, parse_sentinel_url
 
 LUA_SCRIPTS = (
     "enqueue", "forget", "claim", "succeed", "fail", "checkpoint", "renew", "interrupt",
@@ -56,6 +57,51 @@ def load_script(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The attempt's own path: what a worker acks a message after. With
+# ``min_replicas`` each of these waits (WAIT) for that many replicas.
+REPLICATED = frozenset({"enqueue", "claim", "succeed", "fail", "checkpoint"})
+
+
+class ReplicasBehind(redis.ResponseError):
+    """Fewer replicas than ``DURABLE_REDIS_MIN_REPLICAS`` acknowledged a transition.
+
+    The message starts with NOREPLICAS, so it is a refusal
+    (``workers.core.refusals``): the caller waits and runs the transition again,
+    as for a Redis that refuses writes; the scripts are safe to run again.
+    """
+
+
+def connect(
+    url: str,
+    *,
+    sentinel_master: str | None = None,
+    sentinel_password: str | None = None,
+    **options: Any,
+) -> redis.Redis:
+    """A client of the Redis at ``url``; for ``sentinel://`` URLs, a client of the
+    master that the sentinels name now, which follows it through a failover."""
+    if not is_sentinel_url(url):
+        return redis.Redis.from_url(url, decode_responses=True, **options)
+    from redis.sentinel import Sentinel
+
+    parsed = parse_sentinel_url(url)
+    if not sentinel_master:
+        raise ValueError(
+            "a sentinel:// URL needs DURABLE_REDIS_SENTINEL_MASTER, the master group's name"
+        )
+    sentinel_kwargs: dict[str, Any] = {
+        name: options[name] for name in ("socket_timeout", "socket_connect_timeout")
+        if name in options
+    }  # fmt: skip
+    if sentinel_password:
+        sentinel_kwargs["password"] = sentinel_password
+    sentinel = Sentinel(
+        list(parsed.hosts), sentinel_kwargs=sentinel_kwargs, db=parsed.db,
+        username=parsed.username, password=parsed.password, decode_responses=True, **options,
+    )  # fmt: skip
+    return cast(redis.Redis, sentinel.master_for(sentinel_master, redis_class=redis.Redis))
+
+
 def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
 
@@ -63,22 +109,85 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
 class Store:
     """Typed access to the job state in one Redis database."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "durable") -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "durable",
+        *,
+        min_replicas: int = 0,
+        min_replicas_timeout_ms: int = 1000,
+    ) -> None:
         self.redis = client
         self.keys = Keys(prefix)
+        self.min_replicas = min_replicas
+        self.min_replicas_timeout_ms = min_replicas_timeout_ms
         self._scripts = {
             name: client.register_script(load_script(name)) for name in LUA_SCRIPTS
         }
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "durable", **options: Any) -> Store:
+    def from_url(
+        cls,
+        url: str,
+        prefix: str = "durable",
+        *,
+        sentinel_master: str | None = None,
+        sentinel_password: str | None = None,
+        min_replicas: int = 0,
+        min_replicas_timeout_ms: int = 1000,
+        **options: Any,
+    ) -> Store:
         options.setdefault("socket_timeout", 10)
         options.setdefault("socket_connect_timeout", 5)
         options.setdefault("health_check_interval", 30)
-        return cls(redis.Redis.from_url(url, decode_responses=True, **options), prefix)
+        client = connect(
+            url, sentinel_master=sentinel_master, sentinel_password=sentinel_password, **options
+        )
+        return cls(client, prefix, min_replicas=min_replicas,
+                   min_replicas_timeout_ms=min_replicas_timeout_ms)  # fmt: skip
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> Store:
+        """The store of a deployment: its URL (plain or Sentinel), prefix and WAIT."""
+        password = settings.redis_sentinel_password
+        return cls.from_url(
+            settings.redis_url, prefix=settings.key_prefix,
+            sentinel_master=settings.redis_sentinel_master,
+            sentinel_password=password.get_secret_value() if password else None,
+            min_replicas=settings.redis_min_replicas,
+            min_replicas_timeout_ms=int(settings.redis_min_replicas_timeout * 1000),
+            **options,
+        )  # fmt: skip
 
     def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
+        if client is None and self.min_replicas > 0 and name in REPLICATED:
+            return self._run_replicated(name, keys, args)
         return self._scripts[name](keys=keys, args=args, client=client)
+
+    def _run_replicated(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """The script, then WAIT on the same connection (WAIT counts the replicas that
+        have this connection's writes); fewer than ``min_replicas`` is a failed write."""
+        script = self._scripts[name]
+        # EVALSHA itself, not the Script in the pipeline: that costs a SCRIPT EXISTS
+        # round trip per call. NOSCRIPT (a promoted replica's empty cache) ran nothing.
+        for loaded in (False, True):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.wait(self.min_replicas, self.min_replicas_timeout_ms)
+            try:
+                reply, reached = pipe.execute()
+                break
+            except redis.exceptions.NoScriptError:
+                if loaded:
+                    raise
+                self.redis.script_load(script.script)
+        if int(reached) < self.min_replicas:
+            raise ReplicasBehind(
+                f"NOREPLICAS {name}: {int(reached)} of the {self.min_replicas} replicas "
+                f"DURABLE_REDIS_MIN_REPLICAS asks for acknowledged it within "
+                f"{self.min_replicas_timeout_ms}ms"
+            )
+        return reply
 
     # -- the producer's (called from apply_async) -----------------------------
 
@@ -129,18 +238,21 @@ class Store:
         owner: str,
         lease_ms: int,
         payload: Payload | None = None,
+        token: str = "",
     ) -> Claimed | Dropped | None:
         """Start ``attempt`` if it is the job's next one.
 
         Returns None when the job has no record and no ``payload`` was given:
         call again with the delivery's payload to make the record from it.
+        ``token`` (one per delivery) makes a claim safe to run again: the same
+        claim run twice (its reply lost) answers Claimed both times.
         """
         k = self.keys
         sent = ("1", payload.args, payload.kwargs, payload.queue) if payload else ("0", "", "", "")
         reply = self._run(
             "claim",
             [k.job(job_id), k.due, k.leases, k.retrying, k.unclaimed, k.pauses, k.deferred],
-            [job_id, attempt, task, policy, owner, lease_ms, *sent],
+            [job_id, attempt, task, policy, owner, lease_ms, *sent, token],
         )
         if reply[0] == "ok":
             return Claimed(now_ms=int(reply[1]), fields=_pairs(reply[2:]))

@@ -21,7 +21,7 @@ from typing import Any
 
 from celery import Celery
 
-from workers.core.settings import Settings
+from workers.core.settings import Settings, is_sentinel_url
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,20 @@ def _user_set(app: Celery, key: str) -> bool:
 def _is_redis(url: Any) -> bool:
     first = str(url or "").split(";", 1)[0]
     return first.split("://", 1)[0].lower() in REDIS_SCHEMES
+
+
+def sentinel_transport_options(settings: Settings, *, force: bool = False) -> dict[str, Any]:
+    """kombu's transport options for a ``sentinel://`` broker (none for other brokers,
+    unless ``force``): the master group's name (DURABLE_REDIS_SENTINEL_MASTER), and the
+    sentinels' own password when they have one."""
+    if not force and not is_sentinel_url(settings.effective_broker_url):
+        return {}
+    options: dict[str, Any] = {"master_name": settings.redis_sentinel_master}
+    if settings.redis_sentinel_password is not None:
+        options["sentinel_kwargs"] = {
+            "password": settings.redis_sentinel_password.get_secret_value()
+        }
+    return options
 
 
 def prepare_app(
@@ -68,10 +82,19 @@ def prepare_app(
     if _is_redis(conf.broker_url):
         options = dict(conf.broker_transport_options or {})
         timeout = options.get("visibility_timeout")
+        changed = False
+        if is_sentinel_url(str(conf.broker_url or "")):
+            # The project's own master_name (or sentinel_kwargs) wins; ours fills the gap.
+            for name, value in sentinel_transport_options(settings, force=True).items():
+                if name not in options and value is not None:
+                    options[name] = value
+                    changed = True
         if timeout is None:
             options["visibility_timeout"] = settings.effective_visibility_timeout
+            changed = True
+        if changed:
             conf.broker_transport_options = options
-        elif float(timeout) <= settings.max_countdown:
+        if timeout is not None and float(timeout) <= settings.max_countdown:
             problems.append(
                 f"broker_transport_options['visibility_timeout']={timeout!r} is not longer "
                 f"than DURABLE_MAX_COUNTDOWN={settings.max_countdown:g}s: the broker would "

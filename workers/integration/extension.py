@@ -35,7 +35,7 @@ from workers.core.runtime import Runtime
 from workers.core.settings import Settings, load_settings, redact_url
 from workers.core.sweeper import Sweeper
 from workers.integration import patches
-from workers.integration.appconf import prepare_app
+from workers.integration.appconf import prepare_app, sentinel_transport_options
 from workers.integration.options import PolicyOption, policy_from_option
 from workers.integration.publish import CeleryPublisher
 from workers.integration.quiet import quiet_handed_back_rejects
@@ -64,7 +64,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         # A countdown message is never restored while its worker still holds it.
-        "broker_transport_options": {"visibility_timeout": settings.effective_visibility_timeout},
+        "broker_transport_options": {
+            "visibility_timeout": settings.effective_visibility_timeout,
+            **sentinel_transport_options(settings),
+        },
         "broker_connection_retry_on_startup": True,
         "enable_utc": True,
         "timezone": "UTC",

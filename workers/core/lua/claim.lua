@@ -12,6 +12,9 @@
 -- ARGV[5] owner ("node:pid")  ARGV[6] lease length, ms
 -- ARGV[7] "1" when ARGV[8..10] carry the payload, "0" when they do not
 -- ARGV[8] args json           ARGV[9] kwargs json      ARGV[10] queue
+-- ARGV[11] this delivery's claim token ("" for none): the claim run again
+--          with the same token (its reply was lost, redis-py or the caller
+--          retried) answers "ok" again instead of dropping its own attempt
 --         (the record is written at enqueue; a delivery that finds none, from
 --          an older producer, send_task by name, or state Redis lost, comes
 --          back with the payload and the record is made from it)
@@ -38,38 +41,45 @@ if not state then
   end
   redis.call('HSET', KEYS[1], 'task', ARGV[3], 'policy', ARGV[4], 'state', 'running',
     'attempt', wanted, 'streak_base', wanted - 1, 'created_at', now, 'updated_at', now,
-    'owner', ARGV[5], 'args', ARGV[8], 'kwargs', ARGV[9], 'queue', ARGV[10])
+    'owner', ARGV[5], 'args', ARGV[8], 'kwargs', ARGV[9], 'queue', ARGV[10],
+    'claim', ARGV[11])
 else
   local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt'))
-  if state ~= 'retrying' and state ~= 'queued' then
-    -- running elsewhere, killed, dead, parked or finished
-    return {'drop', state, state, attempt}
-  end
-  if wanted ~= attempt + 1 then
-    return {'drop', 'stale', state, attempt}
-  end
-  local owners = redis.call('HMGET', KEYS[1], 'policy', 'task')
-  if defer_if_paused(KEYS[1], KEYS[6], KEYS[7], ARGV[1], owners[1], owners[2], now) then
+  local again = state == 'running' and attempt == wanted and ARGV[11] ~= ''
+    and redis.call('HGET', KEYS[1], 'claim') == ARGV[11]
+    and redis.call('HGET', KEYS[1], 'owner') == ARGV[5]
+  if not again then
+    -- (again: this very claim ran already; only the lease is renewed below)
+    if state ~= 'retrying' and state ~= 'queued' then
+      -- running elsewhere, killed, dead, parked or finished
+      return {'drop', state, state, attempt}
+    end
+    if wanted ~= attempt + 1 then
+      return {'drop', 'stale', state, attempt}
+    end
+    local owners = redis.call('HMGET', KEYS[1], 'policy', 'task')
+    if defer_if_paused(KEYS[1], KEYS[6], KEYS[7], ARGV[1], owners[1], owners[2], now) then
+      redis.call('ZREM', KEYS[2], ARGV[1])
+      redis.call('ZREM', KEYS[5], ARGV[1])
+      return {'drop', 'paused', state, attempt}
+    end
+    if attempt > 0 then
+      -- a waiting retry (first attempts, attempt 0, were never counted)
+      redis.call('HINCRBY', KEYS[4], redis.call('HGET', KEYS[1], 'policy'), -1)
+    end
     redis.call('ZREM', KEYS[2], ARGV[1])
     redis.call('ZREM', KEYS[5], ARGV[1])
-    return {'drop', 'paused', state, attempt}
+    redis.call('HSET', KEYS[1], 'state', 'running', 'attempt', wanted, 'updated_at', now,
+      'owner', ARGV[5], 'claim', ARGV[11])
+    redis.call('HDEL', KEYS[1], 'next_attempt_at', 'interrupt', 'held')
   end
-  if attempt > 0 then
-    -- a waiting retry (first attempts, attempt 0, were never counted)
-    redis.call('HINCRBY', KEYS[4], redis.call('HGET', KEYS[1], 'policy'), -1)
-  end
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[5], ARGV[1])
-  redis.call('HSET', KEYS[1], 'state', 'running', 'attempt', wanted, 'updated_at', now,
-    'owner', ARGV[5])
-  redis.call('HDEL', KEYS[1], 'next_attempt_at', 'interrupt', 'held')
 end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[1])
 local out = {'ok', now}
 local fields = redis.call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
   local name = fields[i]
-  if name ~= 'args' and name ~= 'kwargs' and name ~= 'opts' then
+  if name ~= 'args' and name ~= 'kwargs' and name ~= 'opts' and name ~= 'claim' then
     table.insert(out, name)
     table.insert(out, fields[i + 1])
   end

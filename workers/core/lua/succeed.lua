@@ -6,6 +6,7 @@
 -- ARGV[1] job id     ARGV[2] attempt       ARGV[3] owner   ARGV[4] retention ms
 -- ARGV[5] attempts of history to keep (0 = none)
 --
+-- Safe to run again: a run after this attempt succeeded answers {"ok", now_ms} too.
 -- Returns {"ok", now_ms} or {"stale", state} when the attempt no longer owns
 -- the job (killed meanwhile, or its lease was recovered by a sweeper).
 
@@ -15,6 +16,11 @@
 
 local now = now_ms()
 local stale = not_owner(KEYS[1], ARGV[2], ARGV[3])
+if stale == 'succeeded' and redis.call('HGET', KEYS[1], 'attempt') == ARGV[2] then
+  -- Run again after its reply was lost: this attempt succeeded (the only one that
+  -- can, claim fences the others), so answer as the first run did.
+  return {'ok', now}
+end
 if stale then
   return {'stale', stale}
 end
@@ -25,7 +31,7 @@ add_history(KEYS[5], tonumber(ARGV[5]), {attempt = tonumber(ARGV[2]),
   worker = ARGV[3], event = 'success', decision = 'succeeded'})
 -- The arguments and checkpoint are only needed to run it again: free them.
 redis.call('HDEL', KEYS[1], 'owner', 'args', 'kwargs', 'queue', 'opts', 'checkpoint',
-  'interrupt')
+  'interrupt', 'claim')
 redis.call('HSET', KEYS[1], 'state', 'succeeded', 'updated_at', now)
 local expires = now + tonumber(ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], expires)

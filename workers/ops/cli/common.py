@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import click
 import redis
 from celery import Celery
+from redis.sentinel import MasterNotFoundError
 from rich.console import Console
 
 from workers.core import policy_registry
@@ -104,9 +105,8 @@ class Connection:
         """The store, checked reachable (exit 3 naming the URL if not)."""
         if self._store is None:
             settings = self.settings
-            store = Store.from_url(
-                settings.redis_url, prefix=settings.key_prefix,
-                socket_connect_timeout=3, socket_timeout=10, health_check_interval=0,
+            store = Store.from_settings(
+                settings, socket_connect_timeout=3, socket_timeout=10, health_check_interval=0,
             )  # fmt: skip
             with redis_errors(self):
                 store.redis.ping()
@@ -137,6 +137,11 @@ def redis_errors(connection: Connection) -> Iterator[None]:
     """Turn a lost or refused Redis connection into exit 3 naming the URL (password hidden)."""
     try:
         yield
+    except MasterNotFoundError:  # a ConnectionError; its text is every sentinel's repr
+        master = connection.settings.redis_sentinel_master
+        fail(f"no sentinel at {connection.url} answers with a master for {master!r} "
+             "(sentinels down or unreachable, a wrong DURABLE_REDIS_SENTINEL_MASTER or "
+             "DURABLE_REDIS_SENTINEL_PASSWORD)", ExitCode.REDIS_UNREACHABLE)  # fmt: skip
     except redis.AuthenticationError as error:  # a ConnectionError: caught first
         fail(f"Redis at {connection.url} refused the login: {error}", ExitCode.REDIS_UNREACHABLE)
     except (redis.ConnectionError, redis.TimeoutError) as error:

@@ -1,0 +1,296 @@
+"""The job state on Redis Sentinel: settings, a store that follows the master, WAIT for
+replicas, and real workers through a failover (issue 14).
+
+Each test starts its own topology (tests/support/sentinel.py: 1 primary, 1 replica,
+3 sentinels on loopback ports); the broker stays on the session's plain Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+
+from tests import jobs
+from tests.conftest import wait_for
+from tests.support.invariants import InvariantChecker, Sampler
+from tests.support.ops import control_of
+from tests.support.sentinel import Sentinels
+from tests.support.worker_process import ROOT
+from workers import JobState
+from workers.core.outcomes import Claimed, Payload
+from workers.core.refusals import refusal_reason
+from workers.core.settings import SettingsError, load_settings, redact_url
+from workers.core.store import ReplicasBehind, Store
+from workers.integration.appconf import sentinel_transport_options
+from workers.integration.extension import celery_config
+from workers.ops.embedded_redis import RedisServerError
+
+pytestmark = pytest.mark.integration
+
+TWO = "sentinel://:pw@127.0.0.1:26379;sentinel://127.0.0.1:26380/2"
+
+
+# -- settings (no topology) ---------------------------------------------------------
+
+
+def test_sentinel_url_needs_the_master_name_and_is_redacted():
+    with pytest.raises(SettingsError) as error:
+        load_settings({"DURABLE_REDIS_URL": TWO})
+    assert str(error.value).startswith("DURABLE_REDIS_URL names sentinels: set "
+                                       "DURABLE_REDIS_SENTINEL_MASTER")  # fmt: skip
+    assert "pw" not in str(error.value)
+    settings = load_settings({"DURABLE_REDIS_URL": TWO, "DURABLE_REDIS_SENTINEL_MASTER": "m"})
+    assert settings.redis_sentinel_master == "m"
+    assert redact_url(TWO) == "sentinel://:***@127.0.0.1:26379;sentinel://127.0.0.1:26380/2"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("sentinel://127.0.0.1;sentinel://h:1", "sentinel://HOST:PORT"),
+        ("sentinel://h:1/0;sentinel://h:2", "only the last address"),
+        ("sentinel://h:1;redis://h:2", "not a sentinel address"),
+        ("sentinel://:a@h:1;sentinel://:b@h:2", "different logins"),
+        ("memcached://h:1", "sentinel://"),
+    ],
+)
+def test_bad_sentinel_urls_say_what_is_accepted(url, says):
+    with pytest.raises(SettingsError) as error:
+        load_settings({"DURABLE_REDIS_URL": url, "DURABLE_REDIS_SENTINEL_MASTER": "m"})
+    assert says in str(error.value)
+    assert ":a@" not in str(error.value) and ":b@" not in str(error.value)
+
+
+def test_a_sentinel_broker_gets_master_name_and_sentinel_password():
+    settings = load_settings({
+        "DURABLE_BROKER_URL": TWO, "DURABLE_REDIS_SENTINEL_MASTER": "m",
+        "DURABLE_REDIS_SENTINEL_PASSWORD": "spw",
+    })  # fmt: skip
+    options = celery_config(settings)["broker_transport_options"]
+    assert options["master_name"] == "m"
+    assert options["sentinel_kwargs"] == {"password": "spw"}
+    assert "spw" not in repr(settings)
+    plain = load_settings({"DURABLE_REDIS_SENTINEL_MASTER": "m"})
+    assert sentinel_transport_options(plain) == {}  # a plain broker gets none
+    assert "master_name" not in celery_config(plain)["broker_transport_options"]
+
+
+# -- a topology of the test's own ---------------------------------------------------
+
+
+@pytest.fixture
+def sentinels(tmp_path: Path) -> Iterator[Sentinels]:
+    topology = Sentinels(tmp_path / "ha", password="data-secret", sentinel_password="sent-secret")
+    try:
+        topology.start()
+    except (RedisServerError, OSError) as exc:  # pragma: no cover - depends on the machine
+        topology.stop()
+        pytest.skip(f"redis-server cannot run a Sentinel topology here: {exc}")
+    yield topology
+    topology.stop()
+
+
+def _store(topology: Sentinels, **settings: str) -> Store:
+    env = {**topology.env, **{f"DURABLE_{k.upper()}": v for k, v in settings.items()}}
+    return Store.from_settings(load_settings(env), socket_timeout=2, socket_connect_timeout=1)
+
+
+def _claim(store: Store, job_id: str, token: str = "t1") -> object:
+    return store.claim(job_id, 1, task="tests.jobs.add", policy="fast", owner="test:1",
+                       lease_ms=60_000, payload=Payload("[1, 2]", "{}", ""),
+                       token=token)  # fmt: skip
+
+
+def test_store_follows_the_master_through_a_failover(sentinels):
+    store = _store(sentinels)
+    before = str(uuid.uuid4())
+    assert isinstance(_claim(store, before), Claimed)
+    # The same claim run again (its reply lost) is its own, not a drop.
+    assert isinstance(_claim(store, before), Claimed)
+    assert not isinstance(_claim(store, before, token="other"), Claimed)
+    assert store.succeed(before, 1, "test:1", 60_000)
+    assert store.succeed(before, 1, "test:1", 60_000)  # run again: still ok
+    wait_for(lambda: sentinels.replica.client().exists(store.keys.job(before)), 5, "replication")
+    sentinels.primary.kill()
+    took = sentinels.wait_failover()
+    # The promoted replica has an empty script cache: redis-py reloads on NOSCRIPT.
+    after = str(uuid.uuid4())
+    claimed = wait_for(lambda: _try(lambda: _claim(store, after)), 10, "a claim on the new master")
+    assert isinstance(claimed, Claimed)
+    assert store.get(before)["state"] == "succeeded"
+    print(f"failover took {took:.1f}s")
+
+
+def _try(action):  # type: ignore[no-untyped-def]
+    try:
+        return action()
+    except redis.ConnectionError:
+        return None
+
+
+def test_min_replicas_waits_and_fewer_is_a_refusal(sentinels):
+    store = _store(sentinels, redis_min_replicas="1")
+    job_id = str(uuid.uuid4())
+    assert isinstance(_claim(store, job_id), Claimed)
+    # The write is on the replica as soon as the claim returns.
+    assert sentinels.replica.client().hget(store.keys.job(job_id), "state") == "running"
+    greedy = _store(sentinels, redis_min_replicas="2", redis_min_replicas_timeout="0.2")
+    with pytest.raises(ReplicasBehind) as error:
+        _claim(greedy, str(uuid.uuid4()))
+    assert refusal_reason(error.value) == "no-replicas"
+
+
+# -- real workers -------------------------------------------------------------------
+
+
+class Sender:
+    """Sends jobs on the session broker; reads their state through the sentinels."""
+
+    def __init__(self, broker_url: str, store: Store) -> None:
+        self.app = Celery("sentinel-client", broker=broker_url)
+        self.app.conf.task_serializer = "json"
+        self.store = store
+
+    def send(self, task: str, *args: object) -> str:
+        job_id = str(uuid.uuid4())
+        self.app.send_task(f"tests.jobs.{task}", args=list(args), task_id=job_id)
+        return job_id
+
+    def state(self, job_id: str) -> JobState | None:
+        try:
+            record = control_of(self.store).status(job_id)
+        except redis.RedisError:
+            return None
+        return record.state if record else None
+
+    def all_succeeded(self, ids: list[str]) -> bool:
+        return all(self.state(i) is JobState.SUCCEEDED for i in ids)
+
+
+def _env(topology: Sentinels, broker_url: str, **extra: str) -> dict[str, str]:
+    return {**topology.env, "DURABLE_BROKER_URL": broker_url, **extra}
+
+
+def test_jobs_retry_with_their_state_on_sentinel(sentinels, redis_server, start_worker):
+    start_worker("s1", env=_env(sentinels, redis_server.url))
+    sender = Sender(redis_server.url, _store(sentinels))
+    ids = [sender.send("flaky", 2) for _ in range(6)]
+    ids += [sender.send("fail_once_long") for _ in range(2)]  # the due set holds the retry
+    wait_for(lambda: sender.all_succeeded(ids), 45, "every job to succeed on Sentinel")
+    client = sender.store.redis
+    for job_id in ids:
+        assert control_of(sender.store).status(job_id).attempts >= 2
+        assert all(n == 1 for n in jobs.body_runs(client, job_id).values())
+    # retryctl reads through the same settings; no password is printed.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
+    shown = subprocess.run(
+        [sys.executable, "-m", "workers.ops.cli", "show", ids[0]], cwd=ROOT,
+        env={**env, **sentinels.env}, text=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "succeeded" in shown.stdout and ids[0] in shown.stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "workers.ops.cli", "list", "--state", "succeeded"], cwd=ROOT,
+        env={**env, **sentinels.env, "DURABLE_REDIS_SENTINEL_PASSWORD": "not-the-pw-42"}, text=True,
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode != 0  # the sentinels refuse a wrong password...
+    assert "not-the-pw-42" not in listed.stdout + listed.stderr  # ...and it is not shown
+    assert "data-secret" not in listed.stdout + listed.stderr, listed.stderr
+
+
+class WriteProbe:
+    """Writes through the sentinels every 50 ms, as a transition does: ``longest`` is
+    the longest gap between two writes that WAIT 1 confirmed (what the fleet with
+    MIN_REPLICAS=1 could not record for), ``longest_plain`` between any two writes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.longest = 0.0
+        self.longest_plain = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        last = last_plain = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                pipe = self.store.redis.pipeline(transaction=False)
+                pipe.set("probe", str(time.time()))
+                pipe.wait(1, 200)
+                reached = int(pipe.execute()[1])
+                now = time.monotonic()
+                self.longest_plain = max(self.longest_plain, now - last_plain)
+                last_plain = now
+                if reached >= 1:
+                    self.longest = max(self.longest, now - last)
+                    last = now
+            except redis.RedisError:
+                pass
+            time.sleep(0.05)
+
+    def __enter__(self) -> WriteProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def test_failover_under_load_loses_nothing(sentinels, redis_server, start_worker):
+    env = _env(sentinels, redis_server.url, DURABLE_REDIS_MIN_REPLICAS="1")
+    workers = [start_worker(name, env=env) for name in ("f1", "f2")]
+    sender = Sender(redis_server.url, _store(sentinels))
+    ids = [sender.send("flaky", 3) for _ in range(10)]
+    ids += [sender.send("fail_once_slowly") for _ in range(4)]  # broker countdown retries
+    ids += [sender.send("fail_once_long") for _ in range(4)]  # due-set retries
+    checker = InvariantChecker(sender.store.redis, ids)
+    wait_for(lambda: sum(sender.state(i) is JobState.RETRYING for i in ids) >= 6, 30,
+             "retries to be scheduled")  # fmt: skip
+    with Sampler(checker), WriteProbe(sender.store) as probe:
+        killed_at = time.monotonic()
+        sentinels.primary.kill()
+        took = sentinels.wait_failover()
+        # With MIN_REPLICAS=1 and one replica, writes wait until a replica is back.
+        sentinels.rejoin_as_replica()
+        wait_for(lambda: sender.all_succeeded(ids), 50, "every job to succeed after failover")
+        recovered = time.monotonic() - killed_at
+    checker.sample()
+    attempts = checker.check_bodies()
+    checker.assert_held()
+    assert attempts >= len(ids) * 2
+    for worker in workers:
+        assert worker.process is not None and worker.process.poll() is None, worker.name
+    print(
+        f"failover: sentinels promoted the replica in {took:.1f}s; writes stopped for "
+        f"{probe.longest_plain:.1f}s, writes with WAIT 1 for {probe.longest:.1f}s; "
+        f"every job done {recovered:.1f}s after the kill; {attempts} attempt bodies, "
+        "0 duplicates"
+    )
+
+
+def test_broker_and_state_both_on_sentinel(sentinels, start_worker):
+    """One topology for both, as a docker-compose deployment would: the broker gets
+    master_name (and the sentinels' password) from DURABLE_REDIS_SENTINEL_*."""
+    worker = start_worker("b1", env={**sentinels.env, "DURABLE_BROKER_URL": sentinels.url})
+    settings = load_settings({**sentinels.env, "DURABLE_BROKER_URL": sentinels.url})
+    sender = Sender(sentinels.url, _store(sentinels))
+    sender.app.conf.broker_transport_options = celery_config(settings)[
+        "broker_transport_options"
+    ]
+    ids = [sender.send("flaky", 1) for _ in range(4)]
+    wait_for(lambda: sender.all_succeeded(ids), 40, "every job to succeed via a sentinel broker")
+    sender.app.close()
+    log = worker.log_text()
+    assert "data-secret" not in log and "sent-secret" not in log, log[-2000:]
