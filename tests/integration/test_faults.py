@@ -118,6 +118,30 @@ def test_redis_restart_with_aof_keeps_state_and_schedule(own_redis, start_worker
     _assert_survived(workers)
 
 
+def test_countdown_retry_held_across_a_redis_restart_runs_when_due(own_redis, start_worker):
+    """Celery drops the countdown messages a worker held when its broker connection
+    is lost (they come back after the visibility timeout): the reconnect counts as
+    a death, so the retry is published when due, not at the safety time (10 leases)."""
+    worker = start_worker("r1", env=own_redis.env)
+    job_id = own_redis.send("fail_once_slowly")  # its retry rides a 3 s broker countdown
+    wait_for(lambda: own_redis.state(job_id) is JobState.RETRYING, 30, "attempt 1 to fail")
+    waiting = control_of(own_redis.store).status(job_id)
+    assert waiting is not None and waiting.next_attempt_at is not None
+
+    own_redis.server.kill()  # the worker holds the countdown message, then loses it
+    time.sleep(1)
+    own_redis.server.start()
+
+    wait_for(own_redis.all_succeeded([job_id]), 60, "attempt 2 after the restart")
+    started_ms = jobs.body_started_ms(own_redis.client, job_id, 2)
+    assert started_ms is not None
+    late_by = started_ms / 1000 - waiting.next_attempt_at.timestamp()
+    # At most a lease and a sweep (issue 14), + 2 s for the reconnect on a shared machine.
+    assert late_by <= LEASE + SWEEP + 2, f"attempt 2 started {late_by:.2f}s after it was due"
+    assert jobs.body_runs(own_redis.client, job_id) == {1: 1, 2: 1}
+    assert "broker connection was re-made" in worker.log_text()
+
+
 def test_redis_unreachable_while_attempts_end_loses_nothing(own_redis, start_worker):
     workers = [start_worker(name, env=own_redis.env) for name in ("u1", "u2")]
     ids = [own_redis.send("sleepy", 1.5) for _ in range(2)]

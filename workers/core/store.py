@@ -38,7 +38,7 @@ from workers.core.settings import Settings, is_sentinel_url, parse_sentinel_url
 LUA_SCRIPTS = (
     "enqueue", "forget", "claim", "succeed", "fail", "checkpoint", "renew", "interrupt",
     "take_lease", "take_due", "dispatched", "take_unclaimed", "expired", "kill", "resume",
-    "retry_now", "nodes", "stuck", "purge", "release",
+    "retry_now", "nodes", "stuck", "purge", "release", "pull_held", "lost_messages",
 )  # fmt: skip
 
 
@@ -424,6 +424,39 @@ class Store:
         reply = self._run("nodes", [k.nodes, k.last_death, k.node_capacity],
                           [node, "beat", dead_after_ms, capacity or ""])  # fmt: skip
         return int(reply[0]), [str(n) for n in reply[1:]]
+
+    def lost_messages(self) -> int:
+        """This worker's broker connection was re-made: the countdown messages it
+        held are gone until the visibility timeout. Counted as a worker death
+        (from now); returns Redis' now (ms)."""
+        return int(self._run("lost_messages", [self.keys.last_death], []))
+
+    def pull_held(self, died_ms: int, within_ms: int, limit: int = 1000) -> int:
+        """After a death noticed at ``died_ms``: bring forward the due entries of
+        retries a broker message held since before then, to their due time.
+
+        Held entries sit at most ``within_ms`` after ``died_ms`` (the longest
+        countdown plus the grace and the safety margin); the scan reads that
+        window in pages of ``limit``. Returns how many entries moved.
+        """
+        k = self.keys
+        # Read the window first, then pull: a pulled entry moves inside it, which
+        # would shift the pages of a scan that pulled as it went.
+        window: list[str] = []
+        while True:
+            page = self.redis.zrangebyscore(
+                k.due, f"({died_ms}", died_ms + within_ms, start=len(window), num=limit
+            )
+            window += [str(i) for i in page]
+            if len(page) < limit:
+                break
+        moved = 0
+        for at in range(0, len(window), limit):
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in window[at : at + limit]:
+                self._run("pull_held", [k.job(job_id), k.due], [job_id, died_ms], client=pipe)
+            moved += sum(int(n) for n in pipe.execute())
+        return moved
 
     def leave(self, node: str) -> None:
         """A clean shutdown: ``node`` is gone, and that is no death."""

@@ -3,8 +3,10 @@
 Each pass (every ``DURABLE_SWEEP_SECONDS``):
 
 1. publishes retries whose time has come: long delays held only in Redis, and
-   countdown retries overdue by more than a lease (the worker holding the
-   countdown message died);
+   countdown retries a worker may have lost: once a death (or a worker's lost
+   broker connection) is noticed, the held retries are pulled forward to their
+   due time and published then; with no death, a held retry is checked once
+   and published only at the safety time (a message lost without a death);
 2. judges attempts whose lease expired (their worker died) as ``interruption``
    (or ``timeout`` after a hard time limit), by the job's policy;
 3. unparks jobs, oldest first, when their policy's ``max_retrying`` has room;
@@ -75,6 +77,7 @@ class SweepReport:
     republished: int = 0
     recovered: int = 0
     unparked: int = 0
+    pulled: int = 0  # held retries brought forward after a death
     trimmed: int = 0
     skipped: list[str] = field(default_factory=list)
     dead_workers: list[str] = field(default_factory=list)
@@ -103,6 +106,9 @@ class Sweeper:
         # Until then (monotonic) leases and heartbeats are not trusted: see the module doc.
         self._distrust_until = 0.0
         self._trouble: str | None = None  # "refused" or "unreachable" while it lasts
+        # Set (from the consumer's thread) when this worker's broker connection was
+        # re-made: Celery dropped the countdown messages it held.
+        self._messages_lost = threading.Event()
 
     # -- one pass -----------------------------------------------------------------
 
@@ -117,6 +123,7 @@ class Sweeper:
                         "and unstarted first attempts will be published by the sweepers",
                         node)  # fmt: skip
         report.republished = self.republish_unclaimed(now_ms, report.dead_workers)
+        report.pulled = self.pull_held(now_ms, report.dead_workers)
         report.dispatched = self.dispatch_due()
         report.recovered = self.recover_expired_leases(report) if trusted else 0
         report.unparked = self.unpark()
@@ -164,6 +171,27 @@ class Sweeper:
             log.info("job %s task=%s attempt=1 published again by the sweeper (not claimed; "
                      "a worker died or the safety time passed)", job.id, job.task)  # fmt: skip
         return len(jobs)
+
+    def messages_lost(self) -> None:
+        """This worker's broker connection was lost and made again (Celery's
+        consumer restarted): the countdown messages it held are gone until the
+        broker's visibility timeout. The next pass counts it as a death."""
+        self._messages_lost.set()
+
+    def pull_held(self, now_ms: int, dead_workers: list[str]) -> int:
+        """After a death or a lost connection, pull held retries forward to their
+        due time (they waited for the safety time); returns how many moved."""
+        store = self.rt.store
+        if self._messages_lost.is_set():
+            now_ms = store.lost_messages()  # cleared only once recorded: a failed pass retries
+            self._messages_lost.clear()
+            log.warning("durable-retry: this worker's broker connection was re-made; the "
+                        "countdown retries it held will be published by the sweepers")  # fmt: skip
+        elif not dead_workers:
+            return 0
+        lease = self.rt.lease_ms
+        window = int(self.rt.settings.max_countdown * 1000) + lease + SAFETY_LEASES * lease
+        return store.pull_held(now_ms, within_ms=window)
 
     def dispatch_due(self) -> int:
         store = self.rt.store

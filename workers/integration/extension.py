@@ -148,6 +148,7 @@ def install(app: Celery, *, settings: Settings | None = None, configure: bool = 
     extension = DurableExtension(app, settings)
     setattr(app, _ATTRIBUTE, extension)
     app.steps["worker"].add(DurableStep)
+    app.steps["consumer"].add(BrokerReconnect)
     if configure:
         app.add_defaults(lambda: celery_config(extension.runtime.settings))
     return extension
@@ -236,3 +237,23 @@ def _serve_metrics(runtime: Runtime) -> None:
         "durable-retry: Prometheus metrics of %s on port %d",
         redact_url(runtime.settings.redis_url), port,
     )  # fmt: skip
+
+
+class BrokerReconnect(bootsteps.StartStopStep):
+    """Tell the sweeper when this worker's broker connection was made again.
+
+    Celery's consumer runs its steps' ``start`` at every (re)connection; on a
+    reconnect it has already dropped the countdown (ETA) messages it held, and
+    the broker gives them back only after its visibility timeout (an hour by
+    default). Counted as a death, their retries are published when due.
+    """
+
+    label = "durable-retry reconnect"
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def start(self, c: Any) -> None:
+        if getattr(c, "restart_count", 0) <= 0:
+            return  # the first connection: nothing was held before it
+        for step in getattr(c.controller, "steps", ()):
+            if isinstance(step, DurableStep) and step.sweeper is not None:
+                step.sweeper.messages_lost()

@@ -13,8 +13,10 @@
 -- ARGV[1] job id     ARGV[2] safety margin ms
 --
 -- Returns {state, attempt, task, args, kwargs, queue, policy, first_failure_at, opts}:
--- state "queued" means publish it now; "held" means a live worker holds it
--- (its due entry, pushed back by take_due, brings it round again); any other
+-- state "queued" means publish it now; "held" means a live worker holds it:
+-- its due entry moves to the safety time (next_attempt_at + margin), so a
+-- healthy fleet checks a held retry once; a noticed death pulls it forward
+-- again (pull_held); any other
 -- state (killed, running, gone) means do not publish, and the entry is dropped;
 -- "paused": its policy or task is paused, it moved to the deferred set.
 
@@ -34,7 +36,9 @@ if waiting and defer_if_paused(KEYS[1], KEYS[4], KEYS[5], ARGV[1], job[7], job[3
 end
 if waiting and held then
   local died = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if died < tonumber(held) and now < tonumber(next_at or '0') + tonumber(ARGV[2]) then
+  local safety_at = tonumber(next_at or '0') + tonumber(ARGV[2])
+  if died < tonumber(held) and now < safety_at then
+    redis.call('ZADD', KEYS[2], 'XX', safety_at, ARGV[1])
     job[1] = 'held'
     return job
   end
