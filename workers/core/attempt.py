@@ -26,6 +26,9 @@ class Attempt:
     policy: RetryPolicy
     fields: dict[str, str]
     clock: RedisClock
+    # The claim token of the delivery running it ("" for a sweeper's takeover):
+    # recording its outcome twice (a lost reply) answers as the first time.
+    token: str = ""
 
     @property
     def first_failure_at(self) -> float | None:

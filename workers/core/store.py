@@ -289,12 +289,14 @@ class Store:
         retention_ms: int,
         history: int = DEFAULT_HISTORY_ATTEMPTS,
         worker: str | None = None,
+        token: str = "",
     ) -> FailOutcome:
         """Record a failed attempt and carry out the decision taken for it.
 
         ``history``: attempts of history the job keeps (0: none); ``worker``: the
         one that ran the attempt, when it is not ``owner`` (a sweeper judging a
-        lost attempt).
+        lost attempt); ``token``: the claim token of its delivery, which makes
+        the call safe to run again (a second run answers as the first did).
         """
         k = self.keys
         reply = self._run(
@@ -308,7 +310,7 @@ class Store:
                 "dead" if give_up else "retry", delay_ms, sweeper_grace_ms,
                 -1 if max_retrying is None else max_retrying, retention_ms,
                 history, truncated(error, HISTORY_TEXT_CHARS),
-                truncated(reason, HISTORY_TEXT_CHARS), worker or owner,
+                truncated(reason, HISTORY_TEXT_CHARS), worker or owner, token,
             ],
         )  # fmt: skip
         kind = FailKind(reply[0])

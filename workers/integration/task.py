@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import random
+import secrets
 import sys
 import threading
 import time
@@ -274,7 +275,9 @@ class DurableTask(Task):
             )  # fmt: skip
             raise Reject(f"bad {ATTEMPT_HEADER} header", requeue=False)
 
-        token = uuid()  # this delivery's: a claim run again is recognised
+        # This delivery's: a claim or a fail run again is recognised. Kept with the
+        # record, so short: it only tells deliveries of one attempt apart.
+        token = secrets.token_hex(4)
 
         def claim(payload: Payload | None) -> Claimed | Dropped | None:
             return rt.store.claim(
@@ -311,6 +314,7 @@ class DurableTask(Task):
         current = Attempt(
             job_id=job_id, number=claimed.attempt, owner=owner, task=self.name,
             policy=self.policy, fields=claimed.fields, clock=RedisClock(claimed.now_ms),
+            token=token,
         )  # fmt: skip
         self._attempt = current
         rt.leases.hold(job_id, current.number, owner)

@@ -21,6 +21,10 @@
 -- ARGV[13] the history entry's error text       ARGV[14] its reason (both bounded)
 -- ARGV[15] the worker that ran the attempt (a sweeper judging a lost attempt
 --          holds the lease now, ARGV[3], but names the dead worker here)
+-- ARGV[16] the claim token of the delivery that ran the attempt ("" for a
+--          sweeper): fail run again with it (its reply was lost, the caller
+--          retried) answers as the first run did instead of "stale", so the
+--          countdown retry is still published
 --
 -- Returns {"retry", now_ms, due_ms} (plus args, kwargs, queue, opts when a
 -- broker countdown will hold the retry: the caller publishes it)
@@ -32,6 +36,23 @@
 
 local now = now_ms()
 local stale = not_owner(KEYS[1], ARGV[2], ARGV[3])
+if stale and ARGV[16] and ARGV[16] ~= '' then
+  local done = redis.call('HMGET', KEYS[1], 'attempt', 'claim', 'held', 'next_attempt_at')
+  if done[1] == ARGV[2] and done[2] == ARGV[16] then
+    -- This very failure was recorded already: answer as the first run did.
+    if stale == 'dead' or stale == 'parked' then
+      return {stale, now}
+    end
+    if stale == 'retrying' then
+      if done[3] and tonumber(ARGV[9]) > 0 then
+        local payload = redis.call('HMGET', KEYS[1], 'args', 'kwargs', 'queue', 'opts')
+        return {'retry', now, tonumber(done[4]), payload[1] or '[]', payload[2] or '{}',
+          payload[3] or '', payload[4] or ''}
+      end
+      return {'retry', now, tonumber(done[4])}
+    end
+  end
+end
 if stale then
   return {'stale', stale}
 end

@@ -24,6 +24,9 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'running' then
 end
 local out = redis.call('HGETALL', KEYS[1])
 redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+-- The worker's claim token goes: its late fail must not pass for a run again
+-- of the failure this sweeper records (fail.lua, ARGV[16]).
+redis.call('HDEL', KEYS[1], 'claim')
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 table.insert(out, 1, now)
 table.insert(out, 1, 'ok')
