@@ -138,14 +138,17 @@ def history_from_fields(fields: dict[str, str]) -> History:
     """The failure history of the attempt that holds the job now (just failed)."""
     attempt = int(fields["attempt"])
     first = fields.get("first_failure_at")
+    failures = _event_counts(fields, "failures:")
+    since = _event_counts(fields, "since:")
+    # An event whose failures began with the streak has no since:<event> (fail.lua
+    # writes it only when it differs): its window began at first_failure_at.
+    started = {event: since.get(event, int(first or 0)) for event in failures}
     return History(
         attempts=attempt,
         streak_attempts=max(1, attempt - int(fields.get("streak_base") or 0)),
         streak_started_at=int(first) / 1000 if first else None,
-        event_failures=_event_counts(fields, "failures:"),
-        event_started_at={
-            event: ms / 1000 for event, ms in _event_counts(fields, "since:").items()
-        },
+        event_failures=failures,
+        event_started_at={event: ms / 1000 for event, ms in (since | started).items() if ms},
     )
 
 

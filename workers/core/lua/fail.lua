@@ -64,9 +64,12 @@ local keep = tonumber(ARGV[12])
 local entry = {attempt = tonumber(ARGV[2]), started_at = tonumber(started), ended_at = now,
   worker = ARGV[15], event = event, error = ARGV[13], reason = ARGV[14]}
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HSETNX', KEYS[1], 'first_failure_at', now)
-redis.call('HSETNX', KEYS[1], 'since:' .. event, now)
-redis.call('HINCRBY', KEYS[1], 'failures:' .. event, 1)
+local streak_starts = redis.call('HSETNX', KEYS[1], 'first_failure_at', now) == 1
+if redis.call('HINCRBY', KEYS[1], 'failures:' .. event, 1) == 1 and not streak_starts then
+  -- The event's own window starts now. One that starts with the streak is not
+  -- written: it reads first_failure_at (records.py), a field less per job.
+  redis.call('HSETNX', KEYS[1], 'since:' .. event, now)
+end
 redis.call('HINCRBY', KEYS[7], 'failures:' .. event, 1)
 redis.call('HSET', KEYS[1], 'last_failure_at', now, 'last_event', event,
   'last_error', ARGV[5], 'updated_at', now)
