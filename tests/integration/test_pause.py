@@ -122,3 +122,33 @@ def test_pause_refuses_a_missing_or_double_target_and_a_bad_rate(store):
     result = run("unpause", "--policy", "p", "--rate", "fast")
     assert result.exit_code == ExitCode.USAGE
     assert "10/s or 300/m" in result.output
+
+
+def test_a_pause_survives_a_redis_restart_and_still_holds_jobs_until_unpause(
+    store, redis_client, redis_server, start_worker
+):
+    assert redis_server.appendonly  # AOF on: what the pause's durability rests on
+    start_worker("w1")
+    assert run("pause", "--policy", "fast", "--reason", "partner down").exit_code == ExitCode.OK
+    before = [jobs.add.delay(i, 1).id for i in range(3)]
+    wait_for(lambda: store.in_index(store.keys.deferred, before) == set(before), 30,
+             "the deliveries to be deferred")  # fmt: skip
+
+    redis_server.kill()  # SIGKILL: only what the AOF holds comes back
+    redis_server.start()  # same port, same data directory
+
+    assert run_json("pause", "--list")["policy:fast"]["reason"] == "partner down"
+    after = [jobs.add.delay(i, 2).id for i in range(3)]
+    ids = before + after
+    wait_for(lambda: store.in_index(store.keys.deferred, ids) == set(ids), 60,
+             "the jobs enqueued after the restart to be deferred too")  # fmt: skip
+    for job_id in ids:
+        assert in_state(job_id, JobState.QUEUED).attempts == 0
+        assert jobs.body_runs(redis_client, job_id) == {}
+
+    result = run("unpause", "--policy", "fast", "--rate", "50/s")
+    assert result.exit_code == ExitCode.OK, result.output
+    for job_id in ids:
+        done = wait_for(lambda j=job_id: in_state(j, JobState.SUCCEEDED), 60, "the job to run")
+        assert done.attempts == 1
+        assert jobs.body_runs(redis_client, job_id) == {1: 1}
