@@ -12,6 +12,7 @@ import difflib
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from policies.durations import ACCEPTED as DURATION_ACCEPTED
 from policies.durations import format_duration, parse_duration
+from policies.rates import format_rate, parse_rate
 
 
 class Event(str, Enum):
@@ -176,6 +178,7 @@ class EventOverride(BaseModel):
     duration: float | None = None
     max_attempts: int | None = None
     backoff: Backoff | None = None
+    max_retry_rate: float | None = None
 
     @field_validator("duration", mode="before")
     @classmethod
@@ -186,6 +189,11 @@ class EventOverride(BaseModel):
     @classmethod
     def _read_max_attempts(cls, value: object) -> int | None:
         return _limit_count(value, "attempts")
+
+    @field_validator("max_retry_rate", mode="before")
+    @classmethod
+    def _read_max_retry_rate(cls, value: object) -> float | None:
+        return parse_rate(value)
 
     def sets(self, field: str) -> bool:
         """Whether the override gives this field (``duration: off`` counts as given)."""
@@ -200,6 +208,8 @@ class EventOverride(BaseModel):
             shown["max_attempts"] = _format_count(self.max_attempts)
         if self.backoff is not None:
             shown["backoff"] = self.backoff.effective()
+        if self.sets("max_retry_rate"):
+            shown["max_retry_rate"] = format_rate(self.max_retry_rate)
         return shown
 
 
@@ -247,6 +257,7 @@ class RetryPolicy(BaseModel):
     alert_after: float | None = None
     max_retrying: int | None = None
     retry_queue: str | None = None
+    max_retry_rate: float | None = None
 
     @field_validator("name", mode="before")
     @classmethod
@@ -308,6 +319,11 @@ class RetryPolicy(BaseModel):
             )
         return {parse_event(key): override for key, override in value.items()}
 
+    @field_validator("max_retry_rate", mode="before")
+    @classmethod
+    def _read_max_retry_rate(cls, value: object) -> float | None:
+        return parse_rate(value)
+
     @field_validator("retry_queue", mode="before")
     @classmethod
     def _read_queue(cls, value: object) -> str | None:
@@ -333,6 +349,29 @@ class RetryPolicy(BaseModel):
         """The override for an event, or an empty one that sets nothing."""
         return self.events.get(event, _NO_OVERRIDE)
 
+    @property
+    def has_retry_budget(self) -> bool:
+        """Whether any retry of this policy is held to a ``max_retry_rate``."""
+        return self.max_retry_rate is not None or any(
+            override.max_retry_rate is not None for override in self.events.values()
+        )
+
+    def retry_budget(self, event: Event | None) -> RetryBudget | None:
+        """The budget a retry after a failure of ``event`` draws on, or None.
+
+        An override that sets ``max_retry_rate`` has a budget of its own
+        (``<policy>:<event>``; ``off`` lifts the policy's); otherwise every
+        retry of the policy shares the policy's (``<policy>``). ``event`` None
+        (not known): the policy's.
+        """
+        override = self.override(event) if event is not None else _NO_OVERRIDE
+        if override.sets("max_retry_rate"):
+            rate = override.max_retry_rate
+            return None if rate is None else RetryBudget(f"{self.name}:{event}", rate)
+        if self.max_retry_rate is None:
+            return None
+        return RetryBudget(self.name, self.max_retry_rate)
+
     def effective(self) -> dict[str, Any]:
         """Every field with defaults included, written as in a policy file.
 
@@ -355,7 +394,25 @@ class RetryPolicy(BaseModel):
             "alert_after": format_duration(self.alert_after),
             "max_retrying": _format_count(self.max_retrying),
             "retry_queue": self.retry_queue,
+            "max_retry_rate": format_rate(self.max_retry_rate),
         }
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    """A rate that retries start no faster than, shared by every worker.
+
+    ``name`` names the shared bucket (``Keys.budget(name)``): the policy's, or
+    ``<policy>:<event>`` for an event override's own (names hold no ':').
+    """
+
+    name: str
+    rate: float  # retries a second
+
+    @property
+    def interval_ms(self) -> float:
+        """The time one retry's token takes to come back."""
+        return 1000.0 / self.rate
 
 
 _NO_OVERRIDE = EventOverride()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from policies.decide import Decision, Failure, GiveUp, History, decide
 from policies.model import Event, RetryPolicy
+from policies.rates import describe_rate
 
 
 def advance(history: History, failed: Event, failed_at: float) -> History:
@@ -75,3 +76,26 @@ def simulate(
         history = advance(history, failure.event, now)
         now += decision.delay + attempt_time
     return steps
+
+
+def budget_note(policy: RetryPolicy, event: Event) -> str | None:
+    """What the policy's retry budget does to the schedule above, or None without one.
+
+    The schedule is one job's; the budget is the fleet's: it delays a retry
+    only when the other jobs of the budget have used it up.
+    """
+    budget = policy.retry_budget(event)
+    if budget is None:
+        return None
+    shared = (
+        f"every job of policy {policy.name}"
+        if budget.name == policy.name
+        else f"the {event} retries of every job of policy {policy.name}"
+    )
+    jobs = max(1, round(budget.rate * 60))
+    return (
+        f"retries are capped at {describe_rate(budget.rate)} fleet-wide (max_retry_rate, "
+        f"shared by {shared}): a retry due when the budget is used up waits for the next "
+        f"free slot, without counting an attempt; if {jobs} jobs fail together, the last "
+        "of them starts its retry about 1m after its scheduled time"
+    )

@@ -299,3 +299,11 @@ def holds_until(self: Any, flag_path: str, failures: int = 0) -> str:
     if attempt <= failures:
         raise ConnectionError("failed after it was released")
     return "released"
+
+
+@durable_task(policy="budget-10", bind=True)
+def fails_once_budgeted(self: Any) -> str:
+    """Fails its first attempt, succeeds at its retry (held to the budget-10 policy's 10/s)."""
+    if _ran(self) == 1:
+        raise ConnectionError("partner API down")
+    return "ok"

@@ -31,6 +31,22 @@ def sweep() -> None:
     durable_of(app).sweeper(owner="pause-test").run_once()
 
 
+def assert_held(store: Store, redis_client: redis.Redis, ids: list[str], timeout: float,
+                what: str) -> None:  # fmt: skip
+    """Every job waits deferred, at attempt 0, and no body of them ran."""
+    wait_for(lambda: store.in_index(store.keys.deferred, ids) == set(ids), timeout, what)
+    for job_id in ids:
+        assert in_state(job_id, JobState.QUEUED).attempts == 0
+        assert jobs.body_runs(redis_client, job_id) == {}
+
+
+def assert_run_once(redis_client: redis.Redis, ids: list[str], timeout: float) -> None:
+    for job_id in ids:
+        done = wait_for(lambda j=job_id: in_state(j, JobState.SUCCEEDED), timeout, "the job to run")
+        assert done.attempts == 1
+        assert jobs.body_runs(redis_client, job_id) == {1: 1}
+
+
 def test_a_paused_policy_defers_deliveries_without_an_attempt_until_unpause(
     store, redis_client, start_worker
 ):
@@ -40,20 +56,13 @@ def test_a_paused_policy_defers_deliveries_without_an_attempt_until_unpause(
     start_worker("w1")  # a worker started after the pause: it is in Redis
     ids = [jobs.add.delay(i, 1).id for i in range(3)]
 
-    wait_for(lambda: store.in_index(store.keys.deferred, ids) == set(ids), 30,
-             "the deliveries to be deferred")  # fmt: skip
-    for job_id in ids:
-        assert in_state(job_id, JobState.QUEUED).attempts == 0
-        assert jobs.body_runs(redis_client, job_id) == {}
+    assert_held(store, redis_client, ids, 30, "the deliveries to be deferred")
 
     result = run("unpause", "--policy", "fast", "--rate", "50/s")
     assert result.exit_code == ExitCode.OK, result.output
     assert "3 jobs released" in result.output
 
-    for job_id in ids:
-        done = wait_for(lambda j=job_id: in_state(j, JobState.SUCCEEDED), 30, "the job to run")
-        assert done.attempts == 1
-        assert jobs.body_runs(redis_client, job_id) == {1: 1}
+    assert_run_once(redis_client, ids, 30)
     assert run_json("pause", "--list") == {}
 
 
@@ -127,3 +136,25 @@ def test_pause_refuses_a_missing_or_double_target_and_a_bad_rate(store):
     result = run("unpause", "--policy", "p", "--rate", "fast")
     assert result.exit_code == ExitCode.USAGE
     assert "10/s or 300/m" in result.output
+
+
+def test_a_pause_survives_a_redis_restart_and_still_holds_jobs_until_unpause(
+    store, redis_client, redis_server, start_worker
+):
+    assert redis_server.appendonly  # AOF on: what the pause's durability rests on
+    start_worker("w1")
+    assert run("pause", "--policy", "fast", "--reason", "partner down").exit_code == ExitCode.OK
+    before = [jobs.add.delay(i, 1).id for i in range(3)]
+    assert_held(store, redis_client, before, 30, "the deliveries to be deferred")
+
+    redis_server.kill()  # SIGKILL: only what the AOF holds comes back
+    redis_server.start()  # same port, same data directory
+
+    assert run_json("pause", "--list")["policy:fast"]["reason"] == "partner down"
+    after = [jobs.add.delay(i, 2).id for i in range(3)]
+    ids = before + after
+    assert_held(store, redis_client, ids, 60, "the jobs enqueued after the restart to wait too")
+
+    result = run("unpause", "--policy", "fast", "--rate", "50/s")
+    assert result.exit_code == ExitCode.OK, result.output
+    assert_run_once(redis_client, ids, 60)

@@ -14,6 +14,10 @@ events = st.sampled_from(list(Event))
 seconds = st.integers(min_value=0, max_value=30 * 86400).map(float)
 windows = st.one_of(st.none(), seconds)
 attempt_limits = st.one_of(st.none(), st.integers(min_value=1, max_value=50))
+rates = st.one_of(
+    st.just("off"),
+    st.builds(lambda n, unit: f"{n}/{unit}", st.integers(1, 100_000), st.sampled_from("smh")),
+)
 
 
 @st.composite
@@ -37,6 +41,8 @@ def overrides(draw: st.DrawFn) -> EventOverride:
         fields["max_attempts"] = draw(attempt_limits)
     if draw(st.booleans()):
         fields["backoff"] = draw(backoffs())
+    if draw(st.booleans()):
+        fields["max_retry_rate"] = draw(rates)
     return EventOverride(**fields)
 
 
@@ -60,6 +66,7 @@ def policies(draw: st.DrawFn) -> RetryPolicy:
         alert_after=draw(windows),
         max_retrying=draw(attempt_limits),
         retry_queue=draw(st.one_of(st.none(), st.just("retries"))),
+        max_retry_rate=draw(rates),
     )
 
 

@@ -81,7 +81,7 @@ def test_every_problem_in_a_file_is_reported_with_file_and_policy(tmp_path: Path
         "a duration like 30s, 90m, 2h, 7d, 1w, 1h30m, or off",
         f"{path}: policy 'b': unknown field 'max_retires' (did you mean max_attempts?); "
         "known fields: description, on_events, duration, max_attempts, backoff, retry_on, "
-        "never_retry, events, alert_after, max_retrying, retry_queue",
+        "never_retry, events, alert_after, max_retrying, retry_queue, max_retry_rate",
     )
 
 

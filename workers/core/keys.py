@@ -94,5 +94,10 @@ class Keys:
         """Finished jobs of one state, scored by when their record expires."""
         return f"{self.prefix}:ended:{state.value}"
 
+    def budget(self, name: str) -> str:
+        """String: when the next slot of retry budget ``name`` (a policy, or
+        ``<policy>:<event>``) is free, ms; its own key, expires when idle."""
+        return f"{self.prefix}:budget:{name}"
+
     def job_pattern(self) -> str:
         return f"{self.prefix}:*"

@@ -88,3 +88,5 @@ class DueJob:
     payload: Payload
     policy: str
     first_failure_at: float | None
+    last_event: str | None = None  # the failure the next attempt retries after
+    budget_slot_taken: bool = False  # it waited for a retry-budget slot that is now

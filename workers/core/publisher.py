@@ -28,6 +28,8 @@ class NextAttempt:
     eta: datetime | None
     policy: str
     first_failure_at: float | None
+    event: str | None = None  # the failure this attempt retries after (its retry budget)
+    budget_slot_taken: bool = False  # its retry-budget slot is taken: start without asking
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ def record_failure(
                     job_id=attempt.job_id, task=attempt.task, payload=outcome.payload,
                     attempt=attempt.number + 1, queue=retry_queue(policy, outcome.payload.queue),
                     eta=eta, policy=policy.name, first_failure_at=first_failure_at,
+                    event=failure.event.value,
                 )
             )  # fmt: skip
         except Exception:

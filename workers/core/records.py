@@ -73,6 +73,12 @@ class JobRecord(BaseModel):
     has_checkpoint: bool = False
     owner: str | None = None
     queue: str | None = None
+    held_by: str | None = None  # "budget": a waiting retry held back by max_retry_rate
+
+    @property
+    def waits_for_budget(self) -> bool:
+        """A waiting retry whose next attempt waits for a slot of its retry budget."""
+        return self.held_by == "budget" and self.state in (JobState.RETRYING, JobState.QUEUED)
 
     @classmethod
     def from_fields(cls, job_id: str, fields: dict[str, str]) -> JobRecord:
@@ -97,6 +103,7 @@ class JobRecord(BaseModel):
             has_checkpoint="checkpoint" in fields,
             owner=fields.get("owner") or None,
             queue=fields.get("queue") or None,
+            held_by=fields.get("held_by") or None,
         )
 
 

@@ -39,6 +39,7 @@ LUA_SCRIPTS = (
     "enqueue", "forget", "claim", "succeed", "fail", "checkpoint", "renew", "interrupt",
     "take_lease", "take_due", "dispatched", "take_unclaimed", "expired", "kill", "resume",
     "retry_now", "nodes", "stuck", "purge", "release", "pull_held", "lost_messages",
+    "budget", "budget_wait",
 )  # fmt: skip
 
 
@@ -260,6 +261,22 @@ class Store:
             return None
         return Dropped(why=str(reply[1]), state=str(reply[2]), attempt=int(reply[3] or 0))
 
+    def take_budget(self, name: str, interval_ms: float) -> tuple[int, int] | None:
+        """Take the next slot of retry budget ``name`` (one per ``interval_ms``, shared
+        by every worker): None when it is now, else (slot, now) in ms, Redis clock."""
+        reply = self._run("budget", [self.keys.budget(name)], [repr(float(interval_ms))])
+        return None if reply[0] == "go" else (int(reply[1]), int(reply[2]))
+
+    def wait_for_budget(self, job_id: str, attempt: int, slot_ms: int) -> Dropped | None:
+        """Put the job whose delivery for ``attempt`` found the budget used up back
+        to wait for ``slot_ms`` (due set, no attempt counted); a Dropped when that
+        delivery was not the job's next attempt anyway."""
+        k = self.keys
+        reply = self._run("budget_wait", [k.job(job_id), k.due], [job_id, attempt, slot_ms])
+        if reply[0] == "waiting":
+            return None
+        return Dropped(why=str(reply[1]), state=str(reply[2]), attempt=int(reply[3] or 0))
+
     def succeed(
         self, job_id: str, attempt: int, owner: str, retention_ms: int,
         history: int = DEFAULT_HISTORY_ATTEMPTS,
@@ -373,14 +390,15 @@ class Store:
                       [job_id, safety_ms], client=pipe)  # fmt: skip
         jobs = []
         for job_id, row in zip(ids, pipe.execute(), strict=True):
-            state, attempt, task, args, kwargs, queue, policy, first, options = (
-                list(row) + [None] * 9
-            )[:9]
+            state, attempt, task, args, kwargs, queue, policy, first, options, event, held_by = (
+                list(row) + [None] * 11
+            )[:11]
             jobs.append(
                 DueJob(
                     id=job_id, state=str(state), attempt=int(attempt or 0), task=task or "",
                     payload=Payload(args or "[]", kwargs or "{}", queue or "", options or ""),
                     policy=policy or "", first_failure_at=int(first) / 1000 if first else None,
+                    last_event=event or None, budget_slot_taken=held_by == "budget",
                 )
             )  # fmt: skip
         return jobs

@@ -208,6 +208,7 @@ class Sweeper:
                     job_id=job.id, task=job.task, payload=job.payload, attempt=job.attempt + 1,
                     queue=retry_queue(policy, job.payload.queue) if job.attempt else None,
                     eta=None, policy=job.policy, first_failure_at=job.first_failure_at,
+                    event=job.last_event, budget_slot_taken=job.budget_slot_taken,
                 )
             )  # fmt: skip
             published += 1

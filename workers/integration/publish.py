@@ -23,6 +23,12 @@ from workers.core.texts import flower_kwargsrepr
 ATTEMPT_HEADER = "durable_attempt"
 """The message header that names the attempt a delivery is for (what claim fences on)."""
 
+EVENT_HEADER = "durable_event"
+"""The failure event a retry's delivery follows: which retry budget it draws on."""
+
+BUDGET_HEADER = "durable_budget"
+"""Set ("taken") on the delivery of a job that waited for its retry-budget slot."""
+
 
 def attempt_from_header(value: Any) -> int | None:
     """The attempt a delivery is for: 1 without the header, None when it is garbage."""
@@ -53,6 +59,16 @@ def send_options(options: dict[str, Any]) -> dict[str, Any]:
         send.update({name: stamps[name] for name in stamped if name in stamps})
     return send
 
+
+
+def _budget_headers(message: NextAttempt) -> dict[str, str]:
+    """What the delivery needs to find its retry budget (none for first attempts)."""
+    headers = {}
+    if message.event:
+        headers[EVENT_HEADER] = message.event
+    if message.budget_slot_taken:
+        headers[BUDGET_HEADER] = "taken"
+    return headers
 
 
 class CeleryPublisher:
@@ -95,6 +111,7 @@ class CeleryPublisher:
                 "root_id": stored.get("root_id") or message.job_id,
                 "parent_id": stored.get("parent_id"),
                 ATTEMPT_HEADER: message.attempt,
+                **_budget_headers(message),
             },
             # As apply_async shows them (a tuple), so Flower's Arguments row does
             # not change from "('a',)" to "['a']" at the first retry.

@@ -27,7 +27,8 @@ from celery.utils import uuid
 from kombu.exceptions import EncodeError
 from kombu.utils import json as kombu_json
 
-from policies import Decision, GiveUp, PolicyError, RetryPolicy, decide
+from policies import Decision, Event, GiveUp, PolicyError, RetryPolicy, decide
+from policies.rates import format_rate
 from workers.core.attempt import Attempt
 from workers.core.clock import RedisClock
 from workers.core.errors import (
@@ -52,7 +53,12 @@ from workers.integration.options import (
     name_for_task,
     policy_from_option,
 )
-from workers.integration.publish import ATTEMPT_HEADER, attempt_from_header
+from workers.integration.publish import (
+    ATTEMPT_HEADER,
+    BUDGET_HEADER,
+    EVENT_HEADER,
+    attempt_from_header,
+)
 
 log = logging.getLogger("workers.jobs")
 
@@ -275,6 +281,8 @@ class DurableTask(Task):
             )  # fmt: skip
             raise Reject(f"bad {ATTEMPT_HEADER} header", requeue=False)
 
+        if wanted >= 2 and self.policy.has_retry_budget and self._held_by_budget(rt, wanted):
+            raise Ignore()
         # This delivery's: a claim or a fail run again is recognised. Kept with the
         # record, so short: it only tells deliveries of one attempt apart.
         token = secrets.token_hex(4)
@@ -304,12 +312,7 @@ class DurableTask(Task):
             claimed = _call(rt, lambda: claim(payload()), "claiming an attempt")
         assert claimed is not None  # claim with a payload always answers
         if not isinstance(claimed, Claimed):
-            log.info(
-                "job %s task=%s delivery for attempt %d dropped: %s (job %s at attempt %d)",
-                job_id, self.name, wanted, claimed.why, claimed.state, claimed.attempt,
-            )  # fmt: skip
-            if claimed.why == "killed":
-                self._announce_revoked()
+            self._log_dropped(wanted, claimed)
             raise Ignore()
         current = Attempt(
             job_id=job_id, number=claimed.attempt, owner=owner, task=self.name,
@@ -332,6 +335,47 @@ class DurableTask(Task):
         finally:
             rt.leases.release(job_id)
             self._attempt = None
+
+    def _held_by_budget(self, rt: Runtime, wanted: int) -> bool:
+        """A retry of a policy with ``max_retry_rate``: take a slot of its shared budget
+        (before claim: no attempt is counted); True when the slot is later and the job
+        now waits for it in the due set (the delivery is dropped, nothing ran)."""
+        request = self.request
+        if request.get(BUDGET_HEADER):
+            return False  # it waited for its slot already: the slot is now
+        event = request.get(EVENT_HEADER)
+        budget = self.policy.retry_budget(
+            Event(event) if event in {e.value for e in Event} else None
+        )
+        if budget is None:
+            return False
+        turn = _call(
+            rt, lambda: rt.store.take_budget(budget.name, budget.interval_ms),
+            "taking a retry budget slot",
+        )  # fmt: skip
+        if turn is None:
+            return False
+        slot, now = turn
+        dropped = _call(
+            rt, lambda: rt.store.wait_for_budget(request.id, wanted, slot), "deferring a retry"
+        )
+        if dropped is not None:
+            self._log_dropped(wanted, dropped)
+            return True
+        log.info(
+            "job %s task=%s attempt=%d waits for its retry budget (%s, max_retry_rate %s): "
+            "starts in %dms, no attempt counted",
+            request.id, self.name, wanted, budget.name, format_rate(budget.rate), slot - now,
+        )  # fmt: skip
+        return True
+
+    def _log_dropped(self, wanted: int, dropped: Dropped) -> None:
+        log.info(
+            "job %s task=%s delivery for attempt %d dropped: %s (job %s at attempt %d)",
+            self.request.id, self.name, wanted, dropped.why, dropped.state, dropped.attempt,
+        )  # fmt: skip
+        if dropped.why == "killed":
+            self._announce_revoked()
 
     def _announce_revoked(self) -> None:
         """Flower would show a dropped delivery of a killed job as STARTED for ever

@@ -71,7 +71,7 @@ else
     redis.call('ZREM', KEYS[5], ARGV[1])
     redis.call('HSET', KEYS[1], 'state', 'running', 'attempt', wanted, 'updated_at', now,
       'owner', ARGV[5], 'claim', ARGV[11])
-    redis.call('HDEL', KEYS[1], 'next_attempt_at', 'interrupt', 'held')
+    redis.call('HDEL', KEYS[1], 'next_attempt_at', 'interrupt', 'held', 'held_by')
   end
 end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[1])

@@ -12,7 +12,8 @@
 -- KEYS[4] pauses hash                     KEYS[5] deferred zset
 -- ARGV[1] job id     ARGV[2] safety margin ms
 --
--- Returns {state, attempt, task, args, kwargs, queue, policy, first_failure_at, opts}:
+-- Returns {state, attempt, task, args, kwargs, queue, policy, first_failure_at, opts,
+--          last_event, held_by} (held_by "budget": its retry-budget slot is taken):
 -- state "queued" means publish it now; "held" means a live worker holds it:
 -- its due entry moves to the safety time (next_attempt_at + margin), so a
 -- healthy fleet checks a held retry once; a noticed death pulls it forward
@@ -25,9 +26,10 @@
 
 local now = now_ms()
 local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'task', 'args', 'kwargs',
-  'queue', 'policy', 'first_failure_at', 'opts', 'held', 'next_attempt_at')
+  'queue', 'policy', 'first_failure_at', 'opts', 'held', 'next_attempt_at', 'last_event',
+  'held_by')
 local held, next_at = job[10], job[11]
-job[10], job[11] = nil, nil
+job[10], job[11], job[12], job[13] = job[12], job[13], nil, nil
 local waiting = job[1] == 'retrying' or job[1] == 'queued'
 if waiting and defer_if_paused(KEYS[1], KEYS[4], KEYS[5], ARGV[1], job[7], job[3], now) then
   redis.call('ZREM', KEYS[2], ARGV[1])

@@ -95,7 +95,8 @@ def job_cells(
         ID: record.id,
         TASK: record.task or "-",
         POLICY: record.policy or "-",
-        STATE: record.state.value + (", stuck" if stuck else ""),
+        STATE: record.state.value + (", stuck" if stuck else "")
+        + (", budget" if record.waits_for_budget else ""),
         ATTEMPTS: str(record.attempts),
         FAILING: ago(record.first_failure_at, now, relative_only),
         NEXT: ahead(record.next_attempt_at, now, relative_only),

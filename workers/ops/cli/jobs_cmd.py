@@ -22,6 +22,7 @@ from rich.live import Live
 from rich.text import Text
 
 from policies import PolicyError, RetryPolicy, format_duration, load_catalog, parse_duration
+from policies.rates import format_rate
 from workers.core.records import JobRecord, JobState, ms_to_datetime
 from workers.core.refusals import memory_text, memory_use
 from workers.core.store import Store
@@ -342,6 +343,14 @@ def explain(
             f"it is running: attempt {attempt} on {record.owner or 'a worker'}; its lease ends "
             f"{until(lease_end, now)}. If that worker dies, a sweeper judges the attempt as "
             "an interruption once the lease ends."
+        )
+    elif record.waits_for_budget:
+        budget = policy.retry_budget(record.last_event) if policy else None
+        fleet = f" ({format_rate(budget.rate)} fleet-wide)" if budget is not None else ""
+        lines.append(
+            f"held by: budget. It waits for its policy's retry budget (max_retry_rate{fleet}): "
+            f"attempt {attempt + 1} starts at its slot, {until(record.next_attempt_at, now)}; "
+            "the wait counted no attempt."
         )
     elif state is JobState.RETRYING:
         due = until(record.next_attempt_at, now)

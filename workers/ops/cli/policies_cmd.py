@@ -22,7 +22,8 @@ from policies import (
     simulate,
 )
 from policies.catalog import builtin_policies
-from policies.simulate import Step
+from policies.rates import describe_rate, format_rate
+from policies.simulate import Step, budget_note
 from workers.ops.cli.common import (
     connection,
     console,
@@ -140,7 +141,15 @@ def _event_line(policy: RetryPolicy, event: Event) -> str:
         backoff = f"backoff {override.backoff.describe()}"
     else:
         backoff = f"backoff {policy.backoff.describe()} (policy)"
-    return f"{window}; {attempts}; {backoff}"
+    line = f"{window}; {attempts}; {backoff}"
+    if override.sets("max_retry_rate"):
+        own = "its own budget" if override.max_retry_rate is not None else "no budget"
+        line += f"; max_retry_rate {_rate_text(override.max_retry_rate)} ({own})"
+    return line
+
+
+def _rate_text(rate: float | None) -> str:
+    return "off" if rate is None else f"{describe_rate(rate)} fleet-wide"
 
 
 @policies.command("show")
@@ -169,6 +178,7 @@ def show_policy(name: str, policy_file: str | None, as_json: bool) -> None:
         ("alert_after", format_duration(policy.alert_after)),
         ("max_retrying", _count(policy.max_retrying)),
         ("retry_queue", policy.retry_queue or "the task's own queue"),
+        ("max_retry_rate", _rate_text(policy.max_retry_rate)),
     ]
     for key, value in lines:
         console.print(f"[bold]{key}:[/bold] {escape(value)}")
@@ -302,6 +312,7 @@ def simulate_policy(
                     }
                     for step in steps
                 ],
+                "max_retry_rate": _budget_json(policy, Event(event)),
                 "gave_up": None
                 if gave_up is None
                 else {
@@ -353,3 +364,13 @@ def _print_schedule(
         )
     else:
         click.echo(f"still retrying after {attempts} attempts; run more to see the end")
+    note = budget_note(policy, failure.event)
+    if note is not None:
+        click.echo(note)
+
+
+def _budget_json(policy: RetryPolicy, event: Event) -> dict[str, object] | None:
+    budget = policy.retry_budget(event)
+    if budget is None:
+        return None
+    return {"budget": budget.name, "per_second": budget.rate, "rate": format_rate(budget.rate)}
