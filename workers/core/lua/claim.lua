@@ -40,9 +40,13 @@ if not state then
     return {'missing'}
   end
   redis.call('HSET', KEYS[1], 'task', ARGV[3], 'policy', ARGV[4], 'state', 'running',
-    'attempt', wanted, 'streak_base', wanted - 1, 'created_at', now, 'updated_at', now,
+    'attempt', wanted, 'created_at', now, 'updated_at', now,
     'owner', ARGV[5], 'args', ARGV[8], 'kwargs', ARGV[9], 'queue', ARGV[10],
     'claim', ARGV[11])
+  if wanted > 1 then
+    -- (absent reads as 0: the usual case stores no field for it)
+    redis.call('HSET', KEYS[1], 'streak_base', wanted - 1)
+  end
 else
   local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt'))
   local again = state == 'running' and attempt == wanted and ARGV[11] ~= ''

@@ -26,8 +26,9 @@ if state then
 end
 local countdown = tonumber(ARGV[8])
 local due = now + countdown
+-- (no streak_base: absent reads as 0, a field less in every record)
 redis.call('HSET', KEYS[1], 'task', ARGV[2], 'policy', ARGV[3], 'state', 'queued',
-  'attempt', 0, 'streak_base', 0, 'created_at', now, 'updated_at', now,
+  'attempt', 0, 'created_at', now, 'updated_at', now,
   'args', ARGV[4], 'kwargs', ARGV[5], 'queue', ARGV[7])
 if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[1], 'opts', ARGV[6])
