@@ -2,13 +2,14 @@
 
 Each pass (every ``DURABLE_SWEEP_SECONDS``):
 
-1. publishes retries whose time has come: long delays held only in Redis, and
+1. judges attempts whose lease expired (their worker died) as ``interruption``
+   (or ``timeout`` after a hard time limit), by the job's policy;
+2. publishes retries whose time has come (an interruption judged just now
+   with no backoff among them): long delays held only in Redis, and
    countdown retries a worker may have lost: once a death (or a worker's lost
    broker connection) is noticed, the held retries are pulled forward to their
    due time and published then; with no death, a held retry is checked once
    and published only at the safety time (a message lost without a death);
-2. judges attempts whose lease expired (their worker died) as ``interruption``
-   (or ``timeout`` after a hard time limit), by the job's policy;
 3. unparks jobs, oldest first, when their policy's ``max_retrying`` has room;
 4. now and then, trims index entries of expired records.
 
@@ -124,8 +125,10 @@ class Sweeper:
                         node)  # fmt: skip
         report.republished = self.republish_unclaimed(now_ms, report.dead_workers)
         report.pulled = self.pull_held(now_ms, report.dead_workers)
-        report.dispatched = self.dispatch_due()
+        # Expired leases first: an interruption recorded now with no backoff is due
+        # now, and this pass publishes it (the other order waited a pass).
         report.recovered = self.recover_expired_leases(report) if trusted else 0
+        report.dispatched = self.dispatch_due()
         report.unparked = self.unpark()
         # Counted for metrics; no round trip when the pass recovered nothing.
         self.rt.store.add_stats(
