@@ -15,6 +15,7 @@ from typing import Any
 
 from celery import Celery
 
+from bench.brokers import apply_env
 from bench.records import record_lateness_iso, record_start
 
 PLAIN_CONFIG: dict[str, Any] = {
@@ -34,8 +35,12 @@ PLAIN_CONFIG: dict[str, Any] = {
     "timezone": "UTC",
 }
 
-app = Celery("bench_plain", broker=os.environ.get("BENCH_REDIS_URL"))
+# BENCH_BROKER_URL: another broker (scenario 10: RabbitMQ); the records stay on Redis.
+app = Celery(
+    "bench_plain", broker=os.environ.get("BENCH_BROKER_URL") or os.environ.get("BENCH_REDIS_URL")
+)
 app.conf.update(PLAIN_CONFIG)
+apply_env(app)
 
 
 def _retrying(countdown: float) -> dict[str, Any]:
