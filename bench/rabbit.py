@@ -36,7 +36,7 @@ from bench.brokers import (
 )
 from bench.harness import Bench, load, median
 from bench.plain_jobs import PLAIN_CONFIG
-from bench.records import start_key
+from bench.records import due_key, start_key
 from bench.report import Row, Section
 from workers.core.store import Store
 
@@ -168,23 +168,29 @@ def _recover(bench: Bench, side: str, queue_type: str, retries: int, delay: floa
             raise RuntimeError(f"worker {host} did not answer add_consumer")
         killed_ms = bench.now_ms()  # the SIGKILL itself (kill() then waits for the reaping)
         a.kill()
-        delays: list[float] = []
+        on_b: dict[str, float] = {}
         end = time.monotonic() + cap
         for job_id in ids:
             while True:
-                elsewhere = [(at, h) for at, h in _starts(bench, job_id)
-                             if not h.startswith((a.name, b.name))]  # fmt: skip
+                starts = _starts(bench, job_id)
+                elsewhere = [(at, h) for at, h in starts if not h.startswith((a.name, b.name))]
                 if elsewhere:
                     raise RuntimeError(f"{side}: job {job_id} ran on {elsewhere}")
-                on_b = [at for at, h in _starts(bench, job_id) if h.startswith(b.name)]
-                if on_b:
-                    since = max(killed_ms, due_ms.get(job_id, killed_ms))
-                    delays.append((min(on_b) - since) / 1000)
+                mine = [at for at, h in starts if h.startswith(b.name)]
+                if mine:
+                    on_b[job_id] = min(mine)
                     break
                 if time.monotonic() > end:
-                    delays.append(float("inf"))
+                    on_b[job_id] = float("inf")
                     break
                 time.sleep(0.02)
+        time.sleep(0.2)  # the plain retries record their ETA just after their start
+        for job_id in countdown:
+            eta = bench.client.get(due_key(job_id))  # plain Celery: the retry's own ETA
+            if eta is not None:
+                due_ms[job_id] = float(eta)
+        delays = [(on_b[job_id] - max(killed_ms, due_ms.get(job_id, killed_ms))) / 1000
+                  for job_id in ids]  # fmt: skip
         where = (
             f"{retries} countdown retries due {min(due_ms.values()) - killed_ms:.0f}-"
             f"{max(due_ms.values()) - killed_ms:.0f} ms after the kill, {in_broker} of "
@@ -220,33 +226,36 @@ def _explanation(lease: float, sweep: float) -> list[str]:
         "- Plain Celery runs the body again as soon as RabbitMQ notices the closed "
         "connection: the broker requeues the unacked message (acks_late) and B starts it. "
         "The broker cannot tell a dead worker from one whose connection dropped while the "
-        "body still runs (a network partition, a broker restart, a worker blocked past "
-        "the heartbeat): then plain Celery runs the body twice, both at once.",
-        "- durable-retry's B gets the same redelivered message just as fast, but its "
-        "`claim` finds the attempt still `running` under A's lease and drops the copy "
-        "(fencing, invariant 1). Only a lease that ran out proves A is no longer running "
-        "the body: A's lease keeper renews it every third of DURABLE_LEASE_SECONDS, so "
-        "after the kill the lease runs out within one lease, and B's sweeper takes it "
-        "over at its next pass (every DURABLE_SWEEP_SECONDS) and publishes the next "
-        "attempt as an `interruption`. Recovery is therefore about lease - (time since "
-        "the last renewal) + up to one sweep + the interruption's delay in the policy "
-        f"(0 s here): between {lease * 2 / 3:g} and {lease + sweep:g} s with this run's "
-        f"DURABLE_LEASE_SECONDS={lease:g}, DURABLE_SWEEP_SECONDS={sweep:g}.",
-        "- To tune: DURABLE_LEASE_SECONDS (default 30 s) sets the gap: recovery of a "
-        "running job after a worker death is at most lease + sweep. A shorter lease "
-        "means renewals more often (one script call per worker process per lease/3, for "
-        "all its running attempts at once) and less slack for a worker that cannot reach "
-        "Redis: one that misses renewals for a whole lease loses its attempt to a "
-        "sweeper, and its own late `succeed`/`fail` changes nothing. "
-        "DURABLE_SWEEP_SECONDS (default 1 s) adds up to one interval; the policy's "
-        "`events: interruption: backoff` adds its delay.",
-        "- Countdown retries are not slower on RabbitMQ: with classic queues the dead "
-        "worker's ETA messages come back at once and B runs them at their due time, on "
-        "both sides; with quorum queues they wait in the broker and no worker holds "
-        "them. (On Redis, scenario 6, a dead worker's countdown messages only come back "
-        "after the visibility timeout, and durable-retry's sweeper republishes them "
-        "instead; here a copy the sweeper still publishes after noticing the death is "
-        "dropped by `claim`: `recoveries:due` in the lines above.)",
+        "body still runs (a network partition, a broker restart, a missed heartbeat): "
+        "then plain Celery runs the body twice, both at once.",
+        "- durable-retry's B gets the same redelivered message just as fast, but `claim` "
+        "finds the attempt still `running` under A's lease and drops the copy (fencing, "
+        "invariant 1). The lease is what stops a body running twice: only a lease that "
+        "ran out shows A is no longer running the body. A's lease keeper renews it every "
+        "third of DURABLE_LEASE_SECONDS, so it runs out between 2/3 of a lease and a "
+        "lease after the kill; the next sweeper pass (every DURABLE_SWEEP_SECONDS) takes "
+        "it over and records the `interruption` into the due set, and the pass after "
+        "publishes it (in a pass, due retries are published before expired leases are "
+        "taken over: workers/core/sweeper.py `run_once`). Recovery is therefore 2/3 "
+        "lease to lease + 2 sweeps, plus the interruption's delay in the policy (0 s "
+        f"here): {lease * 2 / 3:.1f}-{lease + 2 * sweep:g} s with this run's "
+        f"DURABLE_LEASE_SECONDS={lease:g}, DURABLE_SWEEP_SECONDS={sweep:g}. In this "
+        "bench A dies about half a second after the claim, before its first renewal, "
+        "so the figure sits near the top of that range.",
+        "- To tune: DURABLE_LEASE_SECONDS (default 30 s) sets most of the gap. A shorter "
+        "lease costs renewals more often (one script call per worker process every "
+        "lease/3, for all its running attempts at once) and leaves less slack for a "
+        "worker that cannot reach Redis: one that misses its renewals for a whole lease "
+        "loses the attempt to a sweeper (its own late `succeed`/`fail` then change "
+        "nothing, and the body may run twice). DURABLE_SWEEP_SECONDS (default 1 s) adds "
+        "up to two intervals; the policy's `events: interruption: backoff` adds its delay.",
+        "- Countdown retries are not slower on RabbitMQ, on either side: with classic "
+        "queues the dead worker's ETA messages come back at once and B runs them at their "
+        "due time; with quorum queues they wait in the broker and no worker holds them. "
+        "durable-retry's B claims them at due, so no sweeper copy is made "
+        "(`recoveries:due` 1 per run above is the interrupted job's next attempt). On "
+        "Redis (scenario 6) a dead worker's countdown messages come back only after the "
+        "visibility timeout, and the sweeper's republish is the recovery.",
     ]
 
 
