@@ -194,7 +194,7 @@ def _recover(bench: Bench, side: str, queue_type: str, retries: int, delay: floa
         where = (
             f"{retries} countdown retries due {min(due_ms.values()) - killed_ms:.0f}-"
             f"{max(due_ms.values()) - killed_ms:.0f} ms after the kill, {in_broker} of "
-            f"them in the broker's delay queues (the rest held by A)"
+            f"them in the broker's delay queues and {retries - in_broker} held unacked by A"
         )
         if side == "durable":
             stats = store.stats()
@@ -292,6 +292,12 @@ def recovery_rabbitmq(bench: Bench, retries: int, lease: float, delay: float, ru
     measured: dict[tuple[str, str], list[tuple[list[float], str]]] = {}
     with Connection(RABBITMQ_URL, connect_timeout=5) as connection:
         had_delay_queues = _delay_queues_exist(connection)
+        server = connection.connection.server_properties  # the AMQP handshake's
+    section.details.append(
+        f"- broker: {_text(server.get('product', 'RabbitMQ'))} "
+        f"{_text(server.get('version', '(version unknown)'))} on "
+        f"{RABBITMQ_URL.split('@')[-1]}; the job state on the bench's Redis."
+    )
     try:
         for queue_type in queue_types:
             for _ in range(runs):
