@@ -13,12 +13,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import enqueue, harness, state, throughput, timing
+from bench import enqueue, harness, rabbit, state, throughput, timing
 from bench.harness import Bench, check_same_config, load
 from bench.report import Row, Section, write
 from tests.support.worker_process import ROOT
 
-SCENARIOS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
+SCENARIOS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
 
 
 @dataclass
@@ -42,13 +42,17 @@ class Sizes:
     enqueue_jobs: int = 5_000
     group_size: int = 1_000
     death_backlog: int = 10_000
+    rabbit_retries: int = 4
+    rabbit_lease: float = 5.0
+    rabbit_delay: float = 5.0
 
 
 SMOKE = Sizes(
     runs=1, success_jobs=200, retry_jobs=100, memory_jobs=1_000, cleanup_jobs=30,
     precision_jobs=10, precision_rate=20.0, recovery_retries=2, recovery_cap=3.0,
     recovery_lease=2.0, recovery_delay=3.0, scale_sizes=[2_000, 4_000], scale_claim=1_000,
-    enqueue_jobs=100, group_size=100, death_backlog=200,
+    enqueue_jobs=100, group_size=100, death_backlog=200, rabbit_retries=2, rabbit_lease=2.0,
+    rabbit_delay=3.0,
 )  # fmt: skip
 
 INTRO = [
@@ -110,6 +114,11 @@ def run(sizes: Sizes, only: set[str], base: Path | None = None) -> list[Section]
         if "9" in only:
             print(f"bench: 9. copies per worker death (load {load()})", file=sys.stderr)
             sections.append(enqueue.copies_per_death(bench, sizes.death_backlog))
+        if "10" in only:
+            print(f"bench: 10. recovery on RabbitMQ (load {load()})", file=sys.stderr)
+            sections.append(rabbit.recovery_rabbitmq(
+                bench, sizes.rabbit_retries, sizes.rabbit_lease, sizes.rabbit_delay, sizes.runs,
+            ))  # fmt: skip
     return sections
 
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from bench.brokers import apply_env
 from bench.records import record_lateness, record_start
 from workers import app, durable_task
 
 __all__ = ["app"]
+
+apply_env(app)  # scenario 10: the same queue settings as the plain side
 
 
 def _policy(name: str, error_delay: str, interruption_delay: str | None = None) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from typing import Any
 
 from celery import Celery
 
-from bench.records import record_lateness_iso, record_start
+from bench.brokers import apply_env
+from bench.records import record_due_iso, record_lateness_iso, record_start
 
 PLAIN_CONFIG: dict[str, Any] = {
     "task_serializer": "json",
@@ -34,8 +35,12 @@ PLAIN_CONFIG: dict[str, Any] = {
     "timezone": "UTC",
 }
 
-app = Celery("bench_plain", broker=os.environ.get("BENCH_REDIS_URL"))
+# BENCH_BROKER_URL: another broker (scenario 10: RabbitMQ); the records stay on Redis.
+app = Celery(
+    "bench_plain", broker=os.environ.get("BENCH_BROKER_URL") or os.environ.get("BENCH_REDIS_URL")
+)
 app.conf.update(PLAIN_CONFIG)
+apply_env(app)
 
 
 def _retrying(countdown: float) -> dict[str, Any]:
@@ -80,6 +85,8 @@ def late_1s(self: Any, i: int) -> None:
 def recovering(self: Any, sleep_seconds: float = 0.0) -> None:
     attempt = self.request.retries + 1
     record_start(self.request.id, attempt, self.request.hostname)
+    if attempt > 1:
+        record_due_iso(self.request.id, self.request.eta)
     if attempt == 1:
         if sleep_seconds:
             time.sleep(sleep_seconds)

@@ -28,6 +28,16 @@ def redis_now_ms() -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
+def due_key(job_id: str) -> str:
+    return f"bench:due:{job_id}"
+
+
+def record_due_iso(job_id: str, eta: str | None) -> None:
+    """The ETA (ms) a plain Celery retry carried: its due time, for scenario 10."""
+    if eta is not None:
+        _client().set(due_key(job_id), int(datetime.fromisoformat(eta).timestamp() * 1000))
+
+
 def record_lateness(due_ms: float) -> None:
     """How late (ms) this body started after its due time."""
     _client().rpush(LATENESS_KEY, redis_now_ms() - due_ms)
