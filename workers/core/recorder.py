@@ -63,6 +63,7 @@ def record_failure(
             history=settings.history_attempts,
             # The worker that ran it: a sweeper judging a lost attempt holds its lease now.
             worker=attempt.fields.get("owner") or attempt.owner,
+            policy=attempt.fields.get("policy"),
         ),
         "recording a failure",
     )  # fmt: skip

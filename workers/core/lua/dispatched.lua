@@ -8,9 +8,11 @@
 -- holds it, maybe behind a backlog: publishing a copy would only lengthen the
 -- backlog (the copy is dropped by claim, but costs a delivery), so it waits.
 --
--- KEYS[1] job hash   KEYS[2] due zset   KEYS[3] last-worker-death key (ms)
--- KEYS[4] pauses hash                     KEYS[5] deferred zset
+-- KEYS[1] job hash   KEYS[2] due zset
+-- KEYS[3] pauses hash                     KEYS[4] deferred zset
 -- ARGV[1] job id     ARGV[2] safety margin ms
+-- ARGV[3] when a sweeper last found a worker dead (ms; the fleet's last-death
+--         key, read by the caller: it is in another hash slot on a Cluster)
 --
 -- Returns {state, attempt, task, args, kwargs, queue, policy, first_failure_at, opts}:
 -- state "queued" means publish it now; "held" means a live worker holds it
@@ -27,13 +29,13 @@ local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'task', 'args', 'kw
 local held, next_at = job[10], job[11]
 job[10], job[11] = nil, nil
 local waiting = job[1] == 'retrying' or job[1] == 'queued'
-if waiting and defer_if_paused(KEYS[1], KEYS[4], KEYS[5], ARGV[1], job[7], job[3], now) then
+if waiting and defer_if_paused(KEYS[1], KEYS[3], KEYS[4], ARGV[1], job[7], job[3], now) then
   redis.call('ZREM', KEYS[2], ARGV[1])
   job[1] = 'paused'
   return job
 end
 if waiting and held then
-  local died = tonumber(redis.call('GET', KEYS[3]) or '0')
+  local died = tonumber(ARGV[3] ~= '' and ARGV[3] or '0')
   if died < tonumber(held) and now < tonumber(next_at or '0') + tonumber(ARGV[2]) then
     job[1] = 'held'
     return job

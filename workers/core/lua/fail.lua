@@ -21,6 +21,8 @@
 -- ARGV[13] the history entry's error text       ARGV[14] its reason (both bounded)
 -- ARGV[15] the worker that ran the attempt (a sweeper judging a lost attempt
 --          holds the lease now, ARGV[3], but names the dead worker here)
+-- ARGV[16] jobs of this policy waiting in the other shards (read by the caller
+--          just before; "" or 0 with one shard), counted against max_retrying
 --
 -- Returns {"retry", now_ms, due_ms} (plus args, kwargs, queue, opts when a
 -- broker countdown will hold the retry: the caller publishes it)
@@ -66,6 +68,7 @@ end
 
 local cap = tonumber(ARGV[10])
 local waiting = tonumber(redis.call('HGET', KEYS[4], policy) or '0')
+  + tonumber(ARGV[16] ~= nil and ARGV[16] ~= '' and ARGV[16] or '0')
 if cap >= 0 and waiting >= cap then
   redis.call('HSET', KEYS[1], 'state', 'parked', 'reason', ARGV[6])
   redis.call('ZADD', KEYS[5], now, ARGV[1])
