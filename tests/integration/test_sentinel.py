@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from celery import Celery
 
 from tests import jobs
 from tests.conftest import wait_for
 from tests.support.invariants import InvariantChecker, Sampler
 from tests.support.ops import control_of
+from tests.support.sender import Sender
 from tests.support.sentinel import Sentinels
 from tests.support.worker_process import ROOT
 from workers import JobState
@@ -151,30 +151,6 @@ def test_min_replicas_waits_and_fewer_is_a_refusal(sentinels):
 
 
 # -- real workers -------------------------------------------------------------------
-
-
-class Sender:
-    """Sends jobs on the session broker; reads their state through the sentinels."""
-
-    def __init__(self, broker_url: str, store: Store) -> None:
-        self.app = Celery("sentinel-client", broker=broker_url)
-        self.app.conf.task_serializer = "json"
-        self.store = store
-
-    def send(self, task: str, *args: object) -> str:
-        job_id = str(uuid.uuid4())
-        self.app.send_task(f"tests.jobs.{task}", args=list(args), task_id=job_id)
-        return job_id
-
-    def state(self, job_id: str) -> JobState | None:
-        try:
-            record = control_of(self.store).status(job_id)
-        except redis.RedisError:
-            return None
-        return record.state if record else None
-
-    def all_succeeded(self, ids: list[str]) -> bool:
-        return all(self.state(i) is JobState.SUCCEEDED for i in ids)
 
 
 def _env(topology: Sentinels, broker_url: str, **extra: str) -> dict[str, str]:

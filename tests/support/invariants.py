@@ -23,9 +23,19 @@ from dataclasses import dataclass, field
 import redis
 
 from tests.jobs import body_runs
-from workers.core.store import Keys
+from workers.core.keys import Layout
 
 TERMINAL = frozenset({"succeeded", "dead", "killed"})
+
+# One job's state, attempt and whether any index holds it, read atomically.
+READ_JOB = """
+local job = redis.call('HMGET', KEYS[1], 'state', 'attempt')
+local indexed = 0
+for i = 2, 5 do
+  if redis.call('ZSCORE', KEYS[i], ARGV[1]) then indexed = 1 end
+end
+return {job[1] or '', job[2] or '0', indexed}
+"""
 
 
 @dataclass
@@ -43,9 +53,15 @@ class Violations:
 class InvariantChecker:
     """Checks one test's jobs; keeps the highest attempt count seen per job."""
 
-    def __init__(self, client: redis.Redis, job_ids: Iterable[str], prefix: str = "durable"):
+    def __init__(
+        self, client: redis.Redis, job_ids: Iterable[str], prefix: str = "durable",
+        shards: int = 1,
+    ) -> None:  # fmt: skip
+        """``shards``: the store's layout (``DURABLE_REDIS_SHARDS``); with more than one
+        each job is read atomically on its own (one script on its shard's slot)."""
         self.client = client
-        self.keys = Keys(prefix)
+        self.layout = Layout(prefix, shards)
+        self.keys = self.layout.shard(0)
         self.job_ids = list(job_ids)
         self.highest: dict[str, int] = {}
         self.samples = 0
@@ -60,6 +76,8 @@ class InvariantChecker:
         """(id, state, attempt, indexed) for every job, read atomically (MULTI/EXEC)."""
         with self._lock:
             ids = list(self.job_ids)
+        if self.layout.sharded:
+            return self._read_each(ids)
         pipe = self.client.pipeline(transaction=True)
         for job_id in ids:
             pipe.hmget(self.keys.job(job_id), "state", "attempt")
@@ -73,6 +91,17 @@ class InvariantChecker:
             (state, attempt), *entries = replies[5 * i : 5 * i + 5]
             indexed = any(entry is not None for entry in entries)
             rows.append((job_id, state, int(attempt or 0), indexed))
+        return rows
+
+    def _read_each(self, ids: list[str]) -> list[tuple[str, str | None, int, bool]]:
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in ids:
+            k = self.layout.of(job_id)
+            pipe.execute_command("EVAL", READ_JOB, 5, k.job(job_id), k.due, k.leases, k.parked,
+                                 k.unclaimed, job_id)  # fmt: skip
+        rows = []
+        for job_id, (state, attempt, indexed) in zip(ids, pipe.execute(), strict=True):
+            rows.append((job_id, state or None, int(attempt or 0), bool(indexed)))
         return rows
 
     def sample(self) -> int:

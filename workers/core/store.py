@@ -1,9 +1,11 @@
 """The Redis state of every job: the only module that knows key names.
 
 Each state transition is one Lua script in ``workers/lua/`` (its header names
-every key and argument); this module passes every key in KEYS, so a Redis
-Cluster deployment only needs hash tags added in :class:`Keys`, and maps each
-script's answer to a small typed value. Times are Redis' own clock, in
+every key and argument); this module passes every key in KEYS, each from the
+job's shard (:class:`~workers.core.keys.Layout`: one shard keeps the original
+names, several put each job's keys in one Redis Cluster hash slot), and maps
+each script's answer to a small typed value. Reads and sweeper steps that span
+shards go out in pipelines (on a Cluster, one round trip per master). Times are Redis' own clock, in
 milliseconds, read inside the scripts (``TIME``): workers whose clocks drift
 still agree on what is due and whose lease has ended.
 """
@@ -126,6 +128,12 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
+_TIME_AND_PTTL = """
+local t = redis.call('TIME')
+return {t[1] * 1000 + math.floor(t[2] / 1000), redis.call('PTTL', KEYS[1])}
+"""
+
+
 def _scored(rows: Sequence[Any]) -> list[tuple[float, str]]:
     """ZRANGE ... WITHSCORES rows (pairs, or a flat list from execute_command) as
     (score, id), the order heapq.merge needs."""
@@ -197,6 +205,12 @@ class Store:
     def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         if client is None and self.min_replicas > 0 and name in REPLICATED:
             return self._run_replicated(name, keys, args)
+        if client is not None and self.cluster:
+            # redis-py blocks the evalsha method in a cluster pipeline (its Script
+            # cannot load itself there); the command itself is routed by its keys.
+            # NOSCRIPT comes back in the pipeline's replies: _pipelined loads it.
+            return client.execute_command("EVALSHA", self._scripts[name].sha, len(keys),
+                                          *keys, *args)  # fmt: skip
         return self._scripts[name](keys=keys, args=args, client=client)
 
     def _pipelined(self, calls: Sequence[tuple[str, list[str], list[Any]]]) -> list[Any]:
@@ -887,9 +901,13 @@ class Store:
     def expires_at_ms(self, job_id: str) -> int | None:
         """When the job's record expires (ended records), or None."""
         # PTTL and TIME rather than PEXPIRETIME, which Redis 6.2 lacks.
-        pipe = self.redis.pipeline(transaction=not self.cluster)
+        key = self.layout.of(job_id).job(job_id)
+        if self.cluster:  # no TIME in a cluster pipeline: the key's own node answers both
+            now, ttl_ms = self.redis.eval(_TIME_AND_PTTL, 1, key)
+            return int(now) + int(ttl_ms) if ttl_ms > 0 else None
+        pipe = self.redis.pipeline(transaction=True)
         pipe.time()
-        pipe.pttl(self.layout.of(job_id).job(job_id))
+        pipe.pttl(key)
         (seconds, micros), ttl_ms = pipe.execute()
         return int(seconds) * 1000 + int(micros) // 1000 + int(ttl_ms) if ttl_ms > 0 else None
 
@@ -914,13 +932,18 @@ class Store:
         behind now means no sweeper has reached it yet.
         """
         pipe = self.redis.pipeline(transaction=not self.cluster)
-        pipe.time()
+        if not self.cluster:  # a cluster pipeline takes no TIME: asked first, on its own
+            pipe.time()
         pipe.zrange(self.fleet.nodes, 0, -1, withscores=True)
         for k in self.layout.all:
             pipe.zrange(k.due, 0, 0, withscores=True)
-        (seconds, micros), nodes, *firsts = pipe.execute()
+        now = self.now_ms() if self.cluster else 0
+        replies = pipe.execute()
+        if not self.cluster:
+            seconds, micros = replies.pop(0)
+            now = int(seconds) * 1000 + int(micros) // 1000
+        nodes, *firsts = replies
         oldest = sorted((row for first in firsts for row in first), key=lambda row: row[1])[:1]
-        now = int(seconds) * 1000 + int(micros) // 1000
         live = sum(1 for _node, beat in nodes if beat >= now - live_within_ms)
         overdue = now - int(oldest[0][1]) if oldest and oldest[0][1] < now else None
         return live, overdue
