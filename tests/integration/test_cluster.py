@@ -12,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -21,6 +23,8 @@ import redis
 
 from tests import jobs
 from tests.conftest import TEST_SETTINGS, wait_for
+from tests.integration.test_cli_list_scale import JOBS, JOBS_SLOW, write_retrying_jobs
+from tests.support.bodyruns import RUNS_URL
 from tests.support.cli import run_retryctl
 from tests.support.cluster import Cluster
 from tests.support.invariants import InvariantChecker, Sampler
@@ -242,3 +246,119 @@ def test_retrying_jobs_on_workers_with_a_sigkill_list_and_kill(fresh, redis_serv
     assert store.index_sizes()["succeeded"] >= len(ids)
     assert store.stats().get("recoveries:lease", 0) >= 1
     sender.app.close()
+
+
+class WriteProbe:
+    """Writes to two keys every 50 ms, one on the master the test kills and one on
+    another: ``longest[name]`` is the longest gap between two writes that succeeded."""
+
+    def __init__(self, client: redis.RedisCluster, keys: dict[str, str]) -> None:
+        self.client = client
+        self.keys = keys
+        self.longest = dict.fromkeys(keys, 0.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        last = dict.fromkeys(self.keys, time.monotonic())
+        while not self._stop.is_set():
+            for name, key in self.keys.items():
+                try:
+                    self.client.hincrby(key, "probe", 1)
+                except redis.RedisError:
+                    continue
+                now = time.monotonic()
+                self.longest[name] = max(self.longest[name], now - last[name])
+                last[name] = now
+            time.sleep(0.05)
+
+    def __enter__(self) -> WriteProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def ha_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    topology = _start(tmp_path / "ha", replicas=1)
+    yield topology
+    topology.stop()
+
+
+def test_a_master_failover_under_load_loses_no_job(ha_cluster, redis_server, start_worker):
+    """SIGKILL a master (it has a replica) while 100 jobs retry on 2 workers. Without
+    MIN_REPLICAS (not supported on a cluster) an acknowledged transition may be lost,
+    costing an attempt run again: those are counted and printed, not refused; every
+    job must finish and none may be stranded."""
+    # The bodies count their runs on the standalone Redis: a failover cannot lose them.
+    env = {**_env(ha_cluster, redis_server.url), RUNS_URL: redis_server.url}
+    workers = [start_worker(name, env=env) for name in ("f1", "f2")]
+    store = _store(ha_cluster, redis_server.url)
+    sender = Sender(redis_server.url, store, name="failover-client")
+    (ids,) = _enqueue(env, [
+        [("flaky", [3])] * 70 + [("fail_once_slowly", [])] * 15 + [("fail_once_long", [])] * 15
+    ])  # fmt: skip
+    checker = InvariantChecker(store.redis, ids, shards=SHARDS, runs=redis_server.client())
+    victim = ha_cluster.master_of(store.layout.shard(0).due)
+    replica = ha_cluster.replica_of(victim)
+    elsewhere = next(n for n in range(SHARDS)
+                     if ha_cluster.master_of(store.layout.shard(n).due) is not victim)  # fmt: skip
+    wait_for(lambda: sum(sender.state(i) is JobState.RETRYING for i in ids) >= 20, 60,
+             "retries to be scheduled")  # fmt: skip
+    probe_keys = {"killed master": store.layout.shard(0).stats,
+                  "other masters": store.layout.shard(elsewhere).stats}  # fmt: skip
+    with Sampler(checker), WriteProbe(store.redis, probe_keys) as probe:
+        killed_at = time.monotonic()
+        victim.kill()
+        promoted = ha_cluster.wait_promoted(replica)
+        wait_for(lambda: sender.all_succeeded(ids), 120, "every job to succeed after failover")
+        recovered = time.monotonic() - killed_at
+    checker.sample()
+    attempts = checker.check_bodies()
+    assert not checker.violations.stranded, checker.violations.stranded[:10]
+    assert attempts >= 70 * 4 + 30 * 2  # every body's run was counted
+    for worker in workers:
+        assert worker.process is not None and worker.process.poll() is None, worker.name
+    print(
+        f"\ncluster failover: replica promoted {promoted:.1f}s after the SIGKILL; writes to "
+        f"the killed master's slots stopped for {probe.longest['killed master']:.1f}s, to "
+        f"the other masters' for {probe.longest['other masters']:.1f}s; every job done "
+        f"{recovered:.1f}s after the kill; {attempts} attempt bodies, "
+        f"{len(checker.violations.duplicates)} run twice, "
+        f"{len(checker.violations.backwards)} attempt counts went backwards"
+    )
+
+
+# -- scale ----------------------------------------------------------------------------
+
+
+def test_retryctl_list_over_retrying_jobs_on_three_masters(fresh, request):
+    """retryctl list as a command over 100,000 retrying jobs (--slow; 20,000 by default)
+    spread over 3 masters: a page of each shard's due index, merged by score. The
+    figure is printed (-s) and recorded in docs/PERFORMANCE.md; no timing assertion."""
+    count = JOBS_SLOW if request.config.getoption("--slow") else JOBS
+    store = Store.from_url(fresh.url, shards=64)  # the cluster default
+    started = time.perf_counter()
+    write_retrying_jobs(store, count)
+    setup = time.perf_counter() - started
+    assert store.index_size(store.keys.due) == count
+    assert sum(store.retrying_counts().values()) == count
+    settings = {"DURABLE_BROKER_URL": "redis://127.0.0.1:1/0"}
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        listed = run_retryctl(fresh.url, "list", "--json", settings=settings)
+        timings.append(time.perf_counter() - started)
+        assert listed.returncode == 0, listed.stderr
+    shown = [job["id"] for job in json.loads(listed.stdout)]
+    assert shown == [f"bulk-{n:06d}" for n in range(50)]  # soonest due first, over shards
+    started = time.perf_counter()
+    table = run_retryctl(fresh.url, "list", settings=settings)
+    as_table = time.perf_counter() - started
+    assert table.returncode == 0 and table.stdout.count("bulk-") == 50, table.stderr
+    print(f"\n{count} retrying jobs on 3 masters (64 shards) written in {setup:.1f}s; "
+          f"retryctl list --json as a command: {', '.join(f'{t:.2f}s' for t in timings)}; "
+          f"as a table: {as_table:.2f}s")

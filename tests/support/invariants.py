@@ -55,11 +55,14 @@ class InvariantChecker:
 
     def __init__(
         self, client: redis.Redis, job_ids: Iterable[str], prefix: str = "durable",
-        shards: int = 1,
+        shards: int = 1, runs: redis.Redis | None = None,
     ) -> None:  # fmt: skip
         """``shards``: the store's layout (``DURABLE_REDIS_SHARDS``); with more than one
-        each job is read atomically on its own (one script on its shard's slot)."""
+        each job is read atomically on its own (one script on its shard's slot).
+        ``runs``: where the bodies count their runs, if not ``client``
+        (``TEST_BODY_RUNS_REDIS_URL``)."""
         self.client = client
+        self.runs = runs or client
         self.layout = Layout(prefix, shards)
         self.keys = self.layout.shard(0)
         self.job_ids = list(job_ids)
@@ -126,7 +129,7 @@ class InvariantChecker:
         """Record every (job, attempt) whose body ran more than once; return attempts seen."""
         checked = 0
         for job_id in list(self.job_ids):
-            runs = body_runs(self.client, job_id)
+            runs = body_runs(self.runs, job_id)
             checked += len(runs)
             for attempt, times in sorted(runs.items()):
                 if times > 1:
