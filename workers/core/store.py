@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any, cast
 
 import redis
+from redis.exceptions import SlotNotCoveredError
 
 from workers.core.failures import truncated
 from workers.core.keys import Keys, Layout
@@ -93,11 +94,11 @@ def connect(
     ``redis+cluster://`` URLs a ``RedisCluster`` (commands and EVALSHA routed by
     their keys' slot, MOVED/ASK followed)."""
     if is_cluster_url(url):
-        from redis.cluster import ClusterNode, RedisCluster
+        from redis.cluster import ClusterNode
 
         cluster = parse_cluster_url(url)
         options.pop("health_check_interval", None)  # per connection; RedisCluster refuses it
-        return cast(redis.Redis, RedisCluster(
+        return cast(redis.Redis, _Cluster(
             startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],
             username=cluster.username, password=cluster.password, ssl=cluster.tls,
             decode_responses=True, **options,
@@ -122,6 +123,37 @@ def connect(
         username=parsed.username, password=parsed.password, decode_responses=True, **options,
     )  # fmt: skip
     return cast(redis.Redis, sentinel.master_for(sentinel_master, redis_class=redis.Redis))
+
+
+def _unreachable(exc: Exception) -> redis.ConnectionError:
+    error = redis.ConnectionError(f"Redis Cluster: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+class _Cluster(redis.RedisCluster):
+    """A RedisCluster whose "slot not covered" (a master lost, no replica promoted
+    yet) is a ``redis.ConnectionError``: redis-py raises it as a bare exception, but
+    for the layer it is an unreachable Redis, waited on like any other."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute_command(*args, **kwargs)
+        except SlotNotCoveredError as exc:
+            raise _unreachable(exc) from exc
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return execute(*args, **kwargs)
+            except SlotNotCoveredError as exc:
+                raise _unreachable(exc) from exc
+
+        pipe.execute = guarded
+        return pipe
 
 
 def _pairs(flat: Sequence[Any]) -> dict[str, str]:
@@ -205,13 +237,28 @@ class Store:
     def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         if client is None and self.min_replicas > 0 and name in REPLICATED:
             return self._run_replicated(name, keys, args)
-        if client is not None and self.cluster:
-            # redis-py blocks the evalsha method in a cluster pipeline (its Script
-            # cannot load itself there); the command itself is routed by its keys.
-            # NOSCRIPT comes back in the pipeline's replies: _pipelined loads it.
-            return client.execute_command("EVALSHA", self._scripts[name].sha, len(keys),
-                                          *keys, *args)  # fmt: skip
+        if self.cluster:
+            return self._run_on_cluster(name, keys, args, client)
         return self._scripts[name](keys=keys, args=args, client=client)
+
+    def _run_on_cluster(self, name: str, keys: list[str], args: list[Any], client: Any) -> Any:
+        """EVALSHA routed by the keys' slot. redis-py's Script would load a missing
+        script on every master (one that is down fails it) and is blocked in a cluster
+        pipeline: a missing script is loaded on the keys' own node only, and in a
+        pipeline NOSCRIPT comes back in the replies (``_pipelined`` runs it again)."""
+        script = self._scripts[name]
+        if client is not None:
+            return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        cluster = cast(redis.RedisCluster, self.redis)
+        for loaded in (False, True):
+            try:
+                return cluster.evalsha(script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                if loaded:
+                    raise
+                node = cluster.get_node_from_key(keys[0])
+                cluster.execute_command("SCRIPT LOAD", script.script, target_nodes=node)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _pipelined(self, calls: Sequence[tuple[str, list[str], list[Any]]]) -> list[Any]:
         """Several scripts in one pipeline (on a Cluster: one round trip per node).
