@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,19 +23,20 @@ import redis
 from tests import jobs
 from tests.conftest import TEST_SETTINGS, wait_for
 from tests.integration.test_cli_list_scale import JOBS, JOBS_SLOW, write_retrying_jobs
+from tests.support.background import Background
 from tests.support.bodyruns import RUNS_URL
 from tests.support.cli import run_retryctl
 from tests.support.cluster import NODE_TIMEOUT_MS, Cluster
 from tests.support.invariants import InvariantChecker, Sampler
 from tests.support.ops import control_of
 from tests.support.sender import Sender
+from tests.support.topology import started_or_skipped
 from tests.support.worker_process import ROOT
 from workers import JobState
 from workers.core.outcomes import Claimed, FailKind, Payload
 from workers.core.settings import load_settings
 from workers.core.store import Store
 from workers.ops.control import AmbiguousJobId
-from workers.ops.embedded_redis import RedisServerError
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +44,7 @@ SHARDS = 16  # far more than the 3 masters; small enough that every test reaches
 
 
 def _start(base: Path, **options: int) -> Cluster:
-    topology = Cluster(base, **options)
-    try:
-        topology.start()
-    except (RedisServerError, OSError) as exc:  # pragma: no cover - depends on the machine
-        topology.stop()
-        pytest.skip(f"redis-server cannot run a Redis Cluster here: {exc}")
-    return topology
+    return started_or_skipped(Cluster(base, **options), "a Redis Cluster")
 
 
 @pytest.fixture(scope="module")
@@ -277,37 +271,26 @@ def test_retrying_jobs_on_workers_with_a_sigkill_list_and_kill(fresh, redis_serv
     sender.app.close()
 
 
-class WriteProbe:
+class WriteProbe(Background):
     """Writes to two keys every 50 ms, one on the master the test kills and one on
     another: ``longest[name]`` is the longest gap between two writes that succeeded."""
 
     def __init__(self, client: redis.RedisCluster, keys: dict[str, str]) -> None:
+        super().__init__("cluster-write-probe", 0.05)
         self.client = client
         self.keys = keys
         self.longest = dict.fromkeys(keys, 0.0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.last = dict.fromkeys(keys, time.monotonic())
 
-    def _loop(self) -> None:
-        last = dict.fromkeys(self.keys, time.monotonic())
-        while not self._stop.is_set():
-            for name, key in self.keys.items():
-                try:
-                    self.client.hincrby(key, "probe", 1)
-                except redis.RedisError:
-                    continue
-                now = time.monotonic()
-                self.longest[name] = max(self.longest[name], now - last[name])
-                last[name] = now
-            time.sleep(0.05)
-
-    def __enter__(self) -> WriteProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
+    def step(self) -> None:
+        for name, key in self.keys.items():
+            try:
+                self.client.hincrby(key, "probe", 1)
+            except redis.RedisError:
+                continue
+            now = time.monotonic()
+            self.longest[name] = max(self.longest[name], now - self.last[name])
+            self.last[name] = now
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import redis
 
 from tests.jobs import body_runs
+from tests.support.background import Background
 from workers.core.keys import Layout
 
 TERMINAL = frozenset({"succeeded", "dead", "killed"})
@@ -146,31 +147,19 @@ class InvariantChecker:
         assert not problems, f"{len(problems)} invariant violations:\n" + "\n".join(problems[:30])
 
 
-class Sampler:
+class Sampler(Background):
     """Calls :meth:`InvariantChecker.sample` every ``interval`` seconds on a thread.
 
     Redis may be down for part of a test: a failed sample is counted, not fatal.
     """
 
     def __init__(self, checker: InvariantChecker, interval: float = 0.25) -> None:
+        super().__init__("invariant-sampler", interval)
         self.checker = checker
-        self.interval = interval
         self.failed_samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="invariant-sampler", daemon=True)
 
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.checker.sample()
-            except redis.RedisError:
-                self.failed_samples += 1
-            self._stop.wait(self.interval)
+    def step(self) -> None:
+        try:
+            self.checker.sample()
+        except redis.RedisError:
+            self.failed_samples += 1
