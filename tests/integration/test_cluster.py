@@ -19,6 +19,7 @@ from typing import cast
 
 import pytest
 import redis
+from celery import Celery
 
 from tests import jobs
 from tests.conftest import TEST_SETTINGS, wait_for
@@ -36,6 +37,7 @@ from workers import JobState
 from workers.core.outcomes import Claimed, FailKind, Payload
 from workers.core.settings import load_settings
 from workers.core.store import Store
+from workers.integration.appconf import AppConfigError, prepare_app
 from workers.ops.control import AmbiguousJobId
 
 pytestmark = pytest.mark.integration
@@ -79,6 +81,15 @@ def _claim(store: Store, job_id: str, owner: str = "test:1") -> object:
 def _fail(store: Store, job_id: str, cap: int | None = None) -> FailKind:
     return store.fail(job_id, 1, "test:1", event="error", error="E", reason="r",
                       give_up=False, max_retrying=cap, retention_ms=60_000).kind  # fmt: skip
+
+
+def test_a_project_app_with_a_cluster_broker_is_refused_at_worker_start():
+    app = Celery("proj", broker="redis+cluster://:pw-42@127.0.0.1:7000")
+    app.conf.task_serializer = "json"
+    with pytest.raises(AppConfigError) as error:
+        prepare_app(app, load_settings({}), task_events=True)
+    assert "kombu has no Redis Cluster transport" in str(error.value)
+    assert "pw-42" not in str(error.value)
 
 
 # -- the store on three masters -------------------------------------------------------
