@@ -533,11 +533,15 @@ class Store:
         """
         if not ids:
             return []
-        died = self.redis.get(self.fleet.last_death) or ""
+        # One shard: the script reads the last death itself (no extra round trip);
+        # sharded, it is in the fleet's slot: read once here, passed as a value.
+        sharded = self.layout.sharded
+        died = str(self.redis.get(self.fleet.last_death) or "") if sharded else ""
+        own = [] if sharded else [self.fleet.last_death]
         calls = []
         for job_id in ids:
             k = self.layout.of(job_id)
-            calls.append(("dispatched", [k.job(job_id), k.due, k.pauses, k.deferred],
+            calls.append(("dispatched", [k.job(job_id), k.due, k.pauses, k.deferred, *own],
                           [job_id, safety_ms, died]))  # fmt: skip
         jobs = []
         for job_id, row in zip(ids, self._pipelined(calls), strict=True):

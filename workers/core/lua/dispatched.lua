@@ -11,8 +11,9 @@
 -- KEYS[1] job hash   KEYS[2] due zset
 -- KEYS[3] pauses hash                     KEYS[4] deferred zset
 -- ARGV[1] job id     ARGV[2] safety margin ms
--- ARGV[3] when a sweeper last found a worker dead (ms; the fleet's last-death
---         key, read by the caller: it is in another hash slot on a Cluster)
+-- KEYS[5] last-worker-death key (ms), with one shard; or, when the keys are
+--         sharded (it is in another hash slot on a Cluster), none, and
+-- ARGV[3] its value, read by the caller ("" with one shard)
 --
 -- Returns {state, attempt, task, args, kwargs, queue, policy, first_failure_at, opts}:
 -- state "queued" means publish it now; "held" means a live worker holds it
@@ -35,7 +36,8 @@ if waiting and defer_if_paused(KEYS[1], KEYS[3], KEYS[4], ARGV[1], job[7], job[3
   return job
 end
 if waiting and held then
-  local died = tonumber(ARGV[3] ~= '' and ARGV[3] or '0')
+  local died = tonumber((ARGV[3] ~= '' and ARGV[3]) or (KEYS[5] and redis.call('GET', KEYS[5]))
+    or '0')
   if died < tonumber(held) and now < tonumber(next_at or '0') + tonumber(ARGV[2]) then
     job[1] = 'held'
     return job
