@@ -35,13 +35,15 @@ BATCH = 5_000
 
 
 def write_retrying_jobs(store: Store, count: int, policy: str = "fast-forever") -> None:
-    """``count`` retrying jobs in the store's layout, due over the next ``count`` seconds."""
+    """``count`` retrying jobs in the store's layout (each in its shard), due over the next
+    ``count`` seconds."""
     now = store.now_ms()
-    keys = store.keys
     for start in range(0, count, BATCH):
         pipe = store.redis.pipeline(transaction=False)
+        waiting: dict[str, int] = {}  # retrying-count key (one per shard) -> jobs added
         for n in range(start, min(start + BATCH, count)):
             job_id = f"bulk-{n:06d}"
+            keys = store.layout.of(job_id)
             due = now + 1000 * (n + 1)
             pipe.hset(keys.job(job_id), mapping={
                 "task": "tests.jobs.always_fails", "policy": policy, "state": "retrying",
@@ -53,7 +55,9 @@ def write_retrying_jobs(store: Store, count: int, policy: str = "fast-forever") 
                 "args": f'["account-{n}"]', "kwargs": "{}", "queue": "celery",
             })  # fmt: skip
             pipe.zadd(keys.due, {job_id: due})
-        pipe.hincrby(keys.retrying, policy, min(start + BATCH, count) - start)
+            waiting[keys.retrying] = waiting.get(keys.retrying, 0) + 1
+        for key, added in waiting.items():
+            pipe.hincrby(key, policy, added)
         pipe.execute()
 
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 
 from policies import Retry
 from tests import jobs
 from tests.conftest import TEST_SETTINGS, wait_for
 from tests.support.invariants import InvariantChecker, Sampler
 from tests.support.ops import control, control_of, runtime
+from tests.support.sender import Sender
 from tests.support.worker_process import ROOT, WorkerProcess
 from workers import JobState, app, durable_of
 from workers.core.attempt import Attempt
@@ -52,28 +52,21 @@ class OwnRedis:
         self.server = RedisServer(data_dir)
         self.server.start()
         self.client: redis.Redis = self.server.client()
-        self.store = Store.from_url(self.server.url)
-        self.sender = Celery("fault-client", broker=self.server.url)
-        self.sender.conf.task_serializer = "json"
+        self.jobs = Sender(self.server.url, Store.from_url(self.server.url), name="fault-client")
+        self.store = self.jobs.store
 
     @property
     def env(self) -> dict[str, str]:
         return {"DURABLE_REDIS_URL": self.server.url}
 
     def send(self, task: str, *args: Any) -> str:
-        job_id = str(uuid.uuid4())
-        self.sender.send_task(f"tests.jobs.{task}", args=list(args), task_id=job_id)
-        return job_id
+        return self.jobs.send(task, *args)
 
     def state(self, job_id: str) -> JobState | None:
-        try:
-            record = control_of(self.store).status(job_id)
-        except redis.RedisError:
-            return None
-        return record.state if record else None
+        return self.jobs.state(job_id)
 
     def all_succeeded(self, ids: list[str]) -> Callable[[], bool]:
-        return lambda: all(self.state(i) is JobState.SUCCEEDED for i in ids)
+        return lambda: self.jobs.all_succeeded(ids)
 
     def close(self) -> None:
         self.server.kill()

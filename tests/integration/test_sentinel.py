@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,13 +17,15 @@ from pathlib import Path
 
 import pytest
 import redis
-from celery import Celery
 
 from tests import jobs
 from tests.conftest import wait_for
+from tests.support.background import Background
 from tests.support.invariants import InvariantChecker, Sampler
 from tests.support.ops import control_of
+from tests.support.sender import Sender
 from tests.support.sentinel import Sentinels
+from tests.support.topology import started_or_skipped
 from tests.support.worker_process import ROOT
 from workers import JobState
 from workers.core.outcomes import Claimed, Payload
@@ -33,7 +34,6 @@ from workers.core.settings import SettingsError, load_settings, redact_url
 from workers.core.store import ReplicasBehind, Store
 from workers.integration.appconf import sentinel_transport_options
 from workers.integration.extension import celery_config
-from workers.ops.embedded_redis import RedisServerError
 
 pytestmark = pytest.mark.integration
 
@@ -90,12 +90,10 @@ def test_a_sentinel_broker_gets_master_name_and_sentinel_password():
 
 @pytest.fixture
 def sentinels(tmp_path: Path) -> Iterator[Sentinels]:
-    topology = Sentinels(tmp_path / "ha", password="data-secret", sentinel_password="sent-secret")
-    try:
-        topology.start()
-    except (RedisServerError, OSError) as exc:  # pragma: no cover - depends on the machine
-        topology.stop()
-        pytest.skip(f"redis-server cannot run a Sentinel topology here: {exc}")
+    topology = started_or_skipped(
+        Sentinels(tmp_path / "ha", password="data-secret", sentinel_password="sent-secret"),
+        "a Sentinel topology",
+    )
     yield topology
     topology.stop()
 
@@ -153,30 +151,6 @@ def test_min_replicas_waits_and_fewer_is_a_refusal(sentinels):
 # -- real workers -------------------------------------------------------------------
 
 
-class Sender:
-    """Sends jobs on the session broker; reads their state through the sentinels."""
-
-    def __init__(self, broker_url: str, store: Store) -> None:
-        self.app = Celery("sentinel-client", broker=broker_url)
-        self.app.conf.task_serializer = "json"
-        self.store = store
-
-    def send(self, task: str, *args: object) -> str:
-        job_id = str(uuid.uuid4())
-        self.app.send_task(f"tests.jobs.{task}", args=list(args), task_id=job_id)
-        return job_id
-
-    def state(self, job_id: str) -> JobState | None:
-        try:
-            record = control_of(self.store).status(job_id)
-        except redis.RedisError:
-            return None
-        return record.state if record else None
-
-    def all_succeeded(self, ids: list[str]) -> bool:
-        return all(self.state(i) is JobState.SUCCEEDED for i in ids)
-
-
 def _env(topology: Sentinels, broker_url: str, **extra: str) -> dict[str, str]:
     return {**topology.env, "DURABLE_BROKER_URL": broker_url, **extra}
 
@@ -209,43 +183,32 @@ def test_jobs_retry_with_their_state_on_sentinel(sentinels, redis_server, start_
     assert "data-secret" not in listed.stdout + listed.stderr, listed.stderr
 
 
-class WriteProbe:
+class WriteProbe(Background):
     """Writes through the sentinels every 50 ms, as a transition does: ``longest`` is
     the longest gap between two writes that WAIT 1 confirmed (what the fleet with
     MIN_REPLICAS=1 could not record for), ``longest_plain`` between any two writes."""
 
     def __init__(self, store: Store) -> None:
+        super().__init__("sentinel-write-probe", 0.05)
         self.store = store
         self.longest = 0.0
         self.longest_plain = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.last = self.last_plain = time.monotonic()
 
-    def _loop(self) -> None:
-        last = last_plain = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                pipe = self.store.redis.pipeline(transaction=False)
-                pipe.set("probe", str(time.time()))
-                pipe.wait(1, 200)
-                reached = int(pipe.execute()[1])
-                now = time.monotonic()
-                self.longest_plain = max(self.longest_plain, now - last_plain)
-                last_plain = now
-                if reached >= 1:
-                    self.longest = max(self.longest, now - last)
-                    last = now
-            except redis.RedisError:
-                pass
-            time.sleep(0.05)
-
-    def __enter__(self) -> WriteProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    def step(self) -> None:
+        try:
+            pipe = self.store.redis.pipeline(transaction=False)
+            pipe.set("probe", str(time.time()))
+            pipe.wait(1, 200)
+            reached = int(pipe.execute()[1])
+        except redis.RedisError:
+            return
+        now = time.monotonic()
+        self.longest_plain = max(self.longest_plain, now - self.last_plain)
+        self.last_plain = now
+        if reached >= 1:
+            self.longest = max(self.longest, now - self.last)
+            self.last = now
 
 
 def test_failover_under_load_loses_nothing(sentinels, redis_server, start_worker):

@@ -14,9 +14,13 @@ import termios
 from tests.support.worker_process import ROOT
 
 
-def run_retryctl(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``retryctl ARGS`` against ``redis_url`` (no other DURABLE_* variable set)."""
+def run_retryctl(
+    redis_url: str, *args: str, settings: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``retryctl ARGS`` against ``redis_url`` (no other DURABLE_* variable set but
+    ``settings``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
+    env.update(settings or {})
     env["DURABLE_REDIS_URL"] = redis_url
     return subprocess.run(
         [sys.executable, "-m", "workers.ops.cli", *args], cwd=ROOT, env=env, text=True,

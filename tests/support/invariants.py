@@ -23,9 +23,20 @@ from dataclasses import dataclass, field
 import redis
 
 from tests.jobs import body_runs
-from workers.core.store import Keys
+from tests.support.background import Background
+from workers.core.keys import Layout
 
 TERMINAL = frozenset({"succeeded", "dead", "killed"})
+
+# One job's state, attempt and whether any index holds it, read atomically.
+READ_JOB = """
+local job = redis.call('HMGET', KEYS[1], 'state', 'attempt')
+local indexed = 0
+for i = 2, 5 do
+  if redis.call('ZSCORE', KEYS[i], ARGV[1]) then indexed = 1 end
+end
+return {job[1] or '', job[2] or '0', indexed}
+"""
 
 
 @dataclass
@@ -43,9 +54,18 @@ class Violations:
 class InvariantChecker:
     """Checks one test's jobs; keeps the highest attempt count seen per job."""
 
-    def __init__(self, client: redis.Redis, job_ids: Iterable[str], prefix: str = "durable"):
+    def __init__(
+        self, client: redis.Redis, job_ids: Iterable[str], prefix: str = "durable",
+        shards: int = 1, runs: redis.Redis | None = None,
+    ) -> None:  # fmt: skip
+        """``shards``: the store's layout (``DURABLE_REDIS_SHARDS``); with more than one
+        each job is read atomically on its own (one script on its shard's slot).
+        ``runs``: where the bodies count their runs, if not ``client``
+        (``TEST_BODY_RUNS_REDIS_URL``)."""
         self.client = client
-        self.keys = Keys(prefix)
+        self.runs = runs or client
+        self.layout = Layout(prefix, shards)
+        self.keys = self.layout.shard(0)
         self.job_ids = list(job_ids)
         self.highest: dict[str, int] = {}
         self.samples = 0
@@ -60,6 +80,8 @@ class InvariantChecker:
         """(id, state, attempt, indexed) for every job, read atomically (MULTI/EXEC)."""
         with self._lock:
             ids = list(self.job_ids)
+        if self.layout.sharded:
+            return self._read_each(ids)
         pipe = self.client.pipeline(transaction=True)
         for job_id in ids:
             pipe.hmget(self.keys.job(job_id), "state", "attempt")
@@ -73,6 +95,17 @@ class InvariantChecker:
             (state, attempt), *entries = replies[5 * i : 5 * i + 5]
             indexed = any(entry is not None for entry in entries)
             rows.append((job_id, state, int(attempt or 0), indexed))
+        return rows
+
+    def _read_each(self, ids: list[str]) -> list[tuple[str, str | None, int, bool]]:
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in ids:
+            k = self.layout.of(job_id)
+            pipe.execute_command("EVAL", READ_JOB, 5, k.job(job_id), k.due, k.leases, k.parked,
+                                 k.unclaimed, job_id)  # fmt: skip
+        rows = []
+        for job_id, (state, attempt, indexed) in zip(ids, pipe.execute(), strict=True):
+            rows.append((job_id, state or None, int(attempt or 0), bool(indexed)))
         return rows
 
     def sample(self) -> int:
@@ -97,7 +130,7 @@ class InvariantChecker:
         """Record every (job, attempt) whose body ran more than once; return attempts seen."""
         checked = 0
         for job_id in list(self.job_ids):
-            runs = body_runs(self.client, job_id)
+            runs = body_runs(self.runs, job_id)
             checked += len(runs)
             for attempt, times in sorted(runs.items()):
                 if times > 1:
@@ -114,31 +147,19 @@ class InvariantChecker:
         assert not problems, f"{len(problems)} invariant violations:\n" + "\n".join(problems[:30])
 
 
-class Sampler:
+class Sampler(Background):
     """Calls :meth:`InvariantChecker.sample` every ``interval`` seconds on a thread.
 
     Redis may be down for part of a test: a failed sample is counted, not fatal.
     """
 
     def __init__(self, checker: InvariantChecker, interval: float = 0.25) -> None:
+        super().__init__("invariant-sampler", interval)
         self.checker = checker
-        self.interval = interval
         self.failed_samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="invariant-sampler", daemon=True)
 
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.checker.sample()
-            except redis.RedisError:
-                self.failed_samples += 1
-            self._stop.wait(self.interval)
+    def step(self) -> None:
+        try:
+            self.checker.sample()
+        except redis.RedisError:
+            self.failed_samples += 1

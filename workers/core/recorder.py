@@ -64,6 +64,7 @@ def record_failure(
             # The worker that ran it: a sweeper judging a lost attempt holds its lease now.
             worker=attempt.fields.get("owner") or attempt.owner,
             token=attempt.token,
+            policy=attempt.fields.get("policy"),
         ),
         "recording a failure",
     )  # fmt: skip

@@ -114,7 +114,18 @@ def _bytes(value: Any) -> str:
 
 
 def memory_use(client: redis.Redis) -> dict[str, Any]:
-    """``used``, ``maxmemory`` (bytes; 0 = no limit) and ``policy``, from INFO memory."""
+    """``used``, ``maxmemory`` (bytes; 0 = no limit) and ``policy``, from INFO memory
+    (on a Redis Cluster: summed over the masters, the policy of the fullest one)."""
+    if isinstance(client, redis.RedisCluster):
+        per_node = client.info("memory", target_nodes=redis.RedisCluster.PRIMARIES)
+        infos = list(per_node.values()) if isinstance(per_node, dict) else [per_node]
+        if infos and isinstance(infos[0], dict):
+            fullest = max(infos, key=lambda info: int(info.get("used_memory", 0)))
+            return {
+                "used": sum(int(info.get("used_memory", 0)) for info in infos),
+                "maxmemory": sum(int(info.get("maxmemory", 0)) for info in infos),
+                "policy": str(fullest.get("maxmemory_policy", "")),
+            }
     info = client.info("memory")
     return {
         "used": int(info.get("used_memory", 0)),

@@ -41,6 +41,63 @@ class SentinelURL:
     password: str | None = None
 
 
+CLUSTER_FORM = (
+    "redis+cluster://[[user]:password@]HOST:PORT[,HOST:PORT...] (rediss+cluster:// for TLS)"
+)
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+DEFAULT_CLUSTER_SHARDS = 64
+NO_CLUSTER_BROKER = (
+    "kombu has no Redis Cluster transport (celery#2852): the broker stays on a standalone "
+    "or Sentinel Redis, or RabbitMQ. Set DURABLE_BROKER_URL to one of those "
+    "(redis://, sentinel://, amqp://)"
+)
+
+
+@dataclass(frozen=True)
+class ClusterURL:
+    """A ``redis+cluster://`` URL taken apart: the startup nodes and the login."""
+
+    nodes: tuple[tuple[str, int], ...]
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+def is_cluster_url(url: str | None) -> bool:
+    return bool(url) and str(url).split("://", 1)[0].lower() in CLUSTER_SCHEMES
+
+
+def parse_cluster_url(url: str) -> ClusterURL:
+    """``redis+cluster://:pw@h1:7000,h2:7001``; raise ValueError naming what is wrong
+    (never the password) and the form accepted."""
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in CLUSTER_SCHEMES:
+        raise ValueError(f"not a cluster URL; expected {CLUSTER_FORM}")
+    login, at, hosts = rest.rpartition("@")
+    if not at:
+        login, hosts = "", rest
+    hosts, _, path = hosts.partition("/")
+    if path.strip("/") not in ("", "0"):
+        raise ValueError(f"a Redis Cluster has only database 0, not /{path}; expected "
+                         f"{CLUSTER_FORM}")  # fmt: skip
+    if "?" in hosts or "#" in hosts:
+        raise ValueError("no ?options or #fragment are accepted in a cluster URL")
+    nodes = []
+    for part in hosts.split(","):
+        host, colon, port = part.strip().rpartition(":")
+        host = host.strip("[]")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{part.strip()!r} is not a HOST:PORT startup node; expected "
+                             f"{CLUSTER_FORM}")  # fmt: skip
+        nodes.append((host, int(port)))
+    username = password = None
+    if at:
+        user, colon, secret = login.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    return ClusterURL(tuple(nodes), scheme.lower() == "rediss+cluster", username, password)
+
+
 def is_sentinel_url(url: str) -> bool:
     return url.split("://", 1)[0].lower() == "sentinel" if "://" in url else False
 
@@ -122,6 +179,15 @@ class Settings(BaseSettings):
         gt=0,
         description="How long one WAIT for DURABLE_REDIS_MIN_REPLICAS replicas lasts before "
         "the write counts as failed (and is retried as for an unreachable Redis).",
+    )
+    redis_shards: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Fixed number of shards of the job state's keys (a job's shard: "
+        "crc32(id) % N; each shard's keys share one hash slot). Default 1 (the original "
+        "key names) for redis://, rediss://, unix:// and sentinel://, 64 for a "
+        "redis+cluster:// URL. Part of the data's layout: changing it strands stored jobs.",
     )
     broker_url: str | None = Field(
         default=None,
@@ -215,10 +281,13 @@ class Settings(BaseSettings):
         if scheme == "sentinel":
             parse_sentinel_url(value)
             return value
+        if scheme in CLUSTER_SCHEMES:
+            parse_cluster_url(value)
+            return value
         if scheme not in ("redis", "rediss", "unix"):
             raise ValueError(
                 "expected a Redis URL: redis://[:password@]host:port/db, rediss:// (TLS), "
-                f"unix:///path/to/redis.sock or {SENTINEL_FORM}"
+                f"unix:///path/to/redis.sock, {SENTINEL_FORM} or {CLUSTER_FORM}"
             )
         return value
 
@@ -249,6 +318,25 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _cluster_rules(self) -> Settings:
+        if is_cluster_url(self.broker_url):
+            raise ValueError(f"DURABLE_BROKER_URL is a Redis Cluster URL: {NO_CLUSTER_BROKER}")
+        if not is_cluster_url(self.redis_url):
+            return self
+        if self.redis_shards == 1:
+            raise ValueError(
+                "DURABLE_REDIS_SHARDS=1 cannot run on a Redis Cluster (one shard's keys carry "
+                "no hash tag); give at least 2, far more than the masters (default "
+                f"{DEFAULT_CLUSTER_SHARDS})"
+            )
+        if self.redis_min_replicas:
+            raise ValueError(
+                "DURABLE_REDIS_MIN_REPLICAS is not supported on a Redis Cluster yet (WAIT "
+                "must run on each script's own node); leave it at 0"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _countdown_fits_visibility(self) -> Settings:
         if self.visibility_timeout is not None and self.max_countdown >= self.visibility_timeout:
             raise ValueError(
@@ -259,7 +347,20 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def effective_redis_shards(self) -> int:
+        if self.redis_shards is not None:
+            return self.redis_shards
+        return DEFAULT_CLUSTER_SHARDS if is_cluster_url(self.redis_url) else 1
+
+    @property
     def effective_broker_url(self) -> str:
+        """The broker the ready-made app and retryctl use; raises SettingsError when it
+        would be a Redis Cluster (DURABLE_REDIS_URL one, DURABLE_BROKER_URL unset)."""
+        if self.broker_url is None and is_cluster_url(self.redis_url):
+            raise SettingsError(
+                "DURABLE_REDIS_URL is a Redis Cluster and DURABLE_BROKER_URL is unset, so the "
+                f"broker would be that cluster: {NO_CLUSTER_BROKER}"
+            )
         return self.broker_url or self.redis_url
 
     @property
@@ -277,6 +378,12 @@ def redact_url(url: str) -> str:
     """
     if ";" in url:
         return ";".join(redact_url(part) for part in url.split(";"))
+    if is_cluster_url(url):
+        scheme, _, rest = url.partition("://")
+        login, at, hosts = rest.rpartition("@")
+        if not at or ":" not in login:
+            return url
+        return f"{scheme}://{login.partition(':')[0]}:***@{hosts}"
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -1,23 +1,28 @@
 """The Redis state of every job: the only module that knows key names.
 
 Each state transition is one Lua script in ``workers/lua/`` (its header names
-every key and argument); this module passes every key in KEYS, so a Redis
-Cluster deployment only needs hash tags added in :class:`Keys`, and maps each
-script's answer to a small typed value. Times are Redis' own clock, in
+every key and argument); this module passes every key in KEYS, each from the
+job's shard (:class:`~workers.core.keys.Layout`: one shard keeps the original
+names, several put each job's keys in one Redis Cluster hash slot), and maps
+each script's answer to a small typed value. Reads and sweeper steps that span
+shards go out in pipelines (on a Cluster, one round trip per master). Times are Redis' own clock, in
 milliseconds, read inside the scripts (``TIME``): workers whose clocks drift
 still agree on what is due and whose lease has ended.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from typing import Any, cast
 
 import redis
+from redis.exceptions import SlotNotCoveredError
 
 from workers.core.failures import truncated
-from workers.core.keys import Keys
+from workers.core.keys import Keys, Layout
 from workers.core.outcomes import (
     Claimed,
     Dropped,
@@ -33,7 +38,13 @@ from workers.core.records import (
     HISTORY_TEXT_CHARS,
     JobState,
 )
-from workers.core.settings import Settings, is_sentinel_url, parse_sentinel_url
+from workers.core.settings import (
+    Settings,
+    is_cluster_url,
+    is_sentinel_url,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 
 LUA_SCRIPTS = (
     "enqueue", "forget", "claim", "succeed", "fail", "checkpoint", "renew", "interrupt",
@@ -80,7 +91,19 @@ def connect(
     **options: Any,
 ) -> redis.Redis:
     """A client of the Redis at ``url``; for ``sentinel://`` URLs, a client of the
-    master that the sentinels name now, which follows it through a failover."""
+    master that the sentinels name now, which follows it through a failover; for
+    ``redis+cluster://`` URLs a ``RedisCluster`` (commands and EVALSHA routed by
+    their keys' slot, MOVED/ASK followed)."""
+    if is_cluster_url(url):
+        from redis.cluster import ClusterNode
+
+        cluster = parse_cluster_url(url)
+        options.pop("health_check_interval", None)  # per connection; RedisCluster refuses it
+        return cast(redis.Redis, _Cluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],
+            username=cluster.username, password=cluster.password, ssl=cluster.tls,
+            decode_responses=True, **options,
+        ))  # fmt: skip
     if not is_sentinel_url(url):
         return redis.Redis.from_url(url, decode_responses=True, **options)
     from redis.sentinel import Sentinel
@@ -103,8 +126,53 @@ def connect(
     return cast(redis.Redis, sentinel.master_for(sentinel_master, redis_class=redis.Redis))
 
 
+def _unreachable(exc: Exception) -> redis.ConnectionError:
+    error = redis.ConnectionError(f"Redis Cluster: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+class _Cluster(redis.RedisCluster):
+    """A RedisCluster whose "slot not covered" (a master lost, no replica promoted
+    yet) is a ``redis.ConnectionError``: redis-py raises it as a bare exception, but
+    for the layer it is an unreachable Redis, waited on like any other."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute_command(*args, **kwargs)
+        except SlotNotCoveredError as exc:
+            raise _unreachable(exc) from exc
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return execute(*args, **kwargs)
+            except SlotNotCoveredError as exc:
+                raise _unreachable(exc) from exc
+
+        pipe.execute = guarded
+        return pipe
+
+
 def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+_TIME_AND_PTTL = """
+local t = redis.call('TIME')
+return {t[1] * 1000 + math.floor(t[2] / 1000), redis.call('PTTL', KEYS[1])}
+"""
+
+
+def _scored(rows: Sequence[Any]) -> list[tuple[float, str]]:
+    """ZRANGE ... WITHSCORES rows (pairs, or a flat list from execute_command) as
+    (score, id), the order heapq.merge needs."""
+    if rows and not isinstance(rows[0], (list, tuple)):
+        return [(float(rows[i + 1]), str(rows[i])) for i in range(0, len(rows), 2)]
+    return [(float(score), str(job_id)) for job_id, score in rows]
 
 
 class Store:
@@ -115,11 +183,17 @@ class Store:
         client: redis.Redis,
         prefix: str = "durable",
         *,
+        shards: int = 1,
         min_replicas: int = 0,
         min_replicas_timeout_ms: int = 1000,
     ) -> None:
+        """``shards``: the key layout (``DURABLE_REDIS_SHARDS``); 1 keeps the original
+        key names. ``keys`` is shard 0's names (the only shard's, with one)."""
         self.redis = client
-        self.keys = Keys(prefix)
+        self.layout = Layout(prefix, shards)
+        self.keys: Keys = self.layout.shard(0)
+        self.fleet: Keys = self.layout.fleet
+        self.cluster = isinstance(client, redis.RedisCluster)
         self.min_replicas = min_replicas
         self.min_replicas_timeout_ms = min_replicas_timeout_ms
         self._scripts = {
@@ -132,6 +206,7 @@ class Store:
         url: str,
         prefix: str = "durable",
         *,
+        shards: int = 1,
         sentinel_master: str | None = None,
         sentinel_password: str | None = None,
         min_replicas: int = 0,
@@ -144,7 +219,7 @@ class Store:
         client = connect(
             url, sentinel_master=sentinel_master, sentinel_password=sentinel_password, **options
         )
-        return cls(client, prefix, min_replicas=min_replicas,
+        return cls(client, prefix, shards=shards, min_replicas=min_replicas,
                    min_replicas_timeout_ms=min_replicas_timeout_ms)  # fmt: skip
 
     @classmethod
@@ -152,7 +227,7 @@ class Store:
         """The store of a deployment: its URL (plain or Sentinel), prefix and WAIT."""
         password = settings.redis_sentinel_password
         return cls.from_url(
-            settings.redis_url, prefix=settings.key_prefix,
+            settings.redis_url, prefix=settings.key_prefix, shards=settings.effective_redis_shards,
             sentinel_master=settings.redis_sentinel_master,
             sentinel_password=password.get_secret_value() if password else None,
             min_replicas=settings.redis_min_replicas,
@@ -163,7 +238,70 @@ class Store:
     def _run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         if client is None and self.min_replicas > 0 and name in REPLICATED:
             return self._run_replicated(name, keys, args)
+        if self.cluster:
+            return self._run_on_cluster(name, keys, args, client)
         return self._scripts[name](keys=keys, args=args, client=client)
+
+    def _run_on_cluster(self, name: str, keys: list[str], args: list[Any], client: Any) -> Any:
+        """EVALSHA routed by the keys' slot. redis-py's Script would load a missing
+        script on every master (one that is down fails it) and is blocked in a cluster
+        pipeline: a missing script is loaded on the keys' own node only, and in a
+        pipeline NOSCRIPT comes back in the replies (``_pipelined`` runs it again)."""
+        script = self._scripts[name]
+        if client is not None:
+            return client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        cluster = cast(redis.RedisCluster, self.redis)
+        for loaded in (False, True):
+            try:
+                return cluster.evalsha(script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                if loaded:
+                    raise
+                node = cluster.get_node_from_key(keys[0])
+                cluster.execute_command("SCRIPT LOAD", script.script, target_nodes=node)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pipelined(self, calls: Sequence[tuple[str, list[str], list[Any]]]) -> list[Any]:
+        """Several scripts in one pipeline (on a Cluster: one round trip per node).
+
+        A script a node did not have yet (NOSCRIPT: a promoted replica's empty
+        cache) ran nothing there: it is run again on its own, which loads it.
+        """
+        if len(calls) <= 1:
+            return [self._run(*call) for call in calls]
+        pipe = self.redis.pipeline(transaction=False)
+        for name, keys, args in calls:
+            self._run(name, keys, args, client=pipe)
+        replies = list(pipe.execute(raise_on_error=False))
+        for at, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                name, keys, args = calls[at]
+                replies[at] = self._run(name, keys, args)
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _by_shard(self, ids: Iterable[str]) -> dict[int, list[str]]:
+        groups: dict[int, list[str]] = {}
+        for job_id in ids:
+            groups.setdefault(self.layout.shard_of(job_id), []).append(job_id)
+        return groups
+
+    def _waiting_elsewhere(self, job_id: str, policy: str | None) -> int:
+        """Jobs of ``policy`` waiting in every shard but ``job_id``'s (max_retrying
+        counts the whole fleet's): one pipelined read; 0 with one shard."""
+        if not self.layout.sharded:
+            return 0
+        if policy is None:
+            policy = cast(str | None, self.redis.hget(self.layout.of(job_id).job(job_id), "policy"))
+            if policy is None:
+                return 0
+        own = self.layout.shard_of(job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for n, keys in enumerate(self.layout.all):
+            if n != own:
+                pipe.hget(keys.retrying, policy)
+        return sum(max(int(n or 0), 0) for n in pipe.execute())
 
     def _run_replicated(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """The script, then WAIT on the same connection (WAIT counts the replicas that
@@ -208,7 +346,7 @@ class Store:
         ``broker_holds``: a broker message carries the job (at once or on its
         countdown); False for a countdown only the due set holds.
         """
-        k = self.keys
+        k = self.layout.of(job_id)
         reply = self._run(
             "enqueue",
             [k.job(job_id), k.unclaimed, k.due],
@@ -224,7 +362,7 @@ class Store:
 
     def forget(self, job_id: str, created_ms: int) -> bool:
         """Remove the record ``enqueue`` made (created at ``created_ms``) if still unclaimed."""
-        k = self.keys
+        k = self.layout.of(job_id)
         return bool(self._run("forget", [k.job(job_id), k.unclaimed, k.due], [job_id, created_ms]))
 
     # -- the attempt's own transitions (called from the task) ---------------
@@ -248,7 +386,7 @@ class Store:
         ``token`` (one per delivery) makes a claim safe to run again: the same
         claim run twice (its reply lost) answers Claimed both times.
         """
-        k = self.keys
+        k = self.layout.of(job_id)
         sent = ("1", payload.args, payload.kwargs, payload.queue) if payload else ("0", "", "", "")
         reply = self._run(
             "claim",
@@ -264,14 +402,16 @@ class Store:
     def take_budget(self, name: str, interval_ms: float) -> tuple[int, int] | None:
         """Take the next slot of retry budget ``name`` (one per ``interval_ms``, shared
         by every worker): None when it is now, else (slot, now) in ms, Redis clock."""
-        reply = self._run("budget", [self.keys.budget(name)], [repr(float(interval_ms))])
+        # A budget is the fleet's: its own key, in a script of its own (no job key
+        # beside it, so any hash slot will do on a Cluster).
+        reply = self._run("budget", [self.fleet.budget(name)], [repr(float(interval_ms))])
         return None if reply[0] == "go" else (int(reply[1]), int(reply[2]))
 
     def wait_for_budget(self, job_id: str, attempt: int, slot_ms: int) -> Dropped | None:
         """Put the job whose delivery for ``attempt`` found the budget used up back
         to wait for ``slot_ms`` (due set, no attempt counted); a Dropped when that
         delivery was not the job's next attempt anyway."""
-        k = self.keys
+        k = self.layout.of(job_id)
         reply = self._run("budget_wait", [k.job(job_id), k.due], [job_id, attempt, slot_ms])
         if reply[0] == "waiting":
             return None
@@ -282,7 +422,7 @@ class Store:
         history: int = DEFAULT_HISTORY_ATTEMPTS,
     ) -> bool:  # fmt: skip
         """Record the success; ``history``: attempts of history the job keeps (0: none)."""
-        k = self.keys
+        k = self.layout.of(job_id)
         reply = self._run(
             "succeed",
             [k.job(job_id), k.leases, k.ended(JobState.SUCCEEDED), k.stuck, k.history(job_id)],
@@ -307,15 +447,20 @@ class Store:
         history: int = DEFAULT_HISTORY_ATTEMPTS,
         worker: str | None = None,
         token: str = "",
+        policy: str | None = None,
     ) -> FailOutcome:
         """Record a failed attempt and carry out the decision taken for it.
 
         ``history``: attempts of history the job keeps (0: none); ``worker``: the
         one that ran the attempt, when it is not ``owner`` (a sweeper judging a
-        lost attempt); ``token``: the claim token of its delivery, which makes
-        the call safe to run again (a second run answers as the first did).
+        lost attempt). ``policy``: the job's policy name, when the caller knows it
+        (with several shards, ``max_retrying`` counts every shard's waiting jobs,
+        read just before the script; read from the record when not given).
+        ``token``: the claim token of its delivery, which makes the call safe to
+        run again (a second run answers as the first did).
         """
-        k = self.keys
+        k = self.layout.of(job_id)
+        elsewhere = self._waiting_elsewhere(job_id, policy) if max_retrying is not None else 0
         reply = self._run(
             "fail",
             [
@@ -327,7 +472,7 @@ class Store:
                 "dead" if give_up else "retry", delay_ms, sweeper_grace_ms,
                 -1 if max_retrying is None else max_retrying, retention_ms,
                 history, truncated(error, HISTORY_TEXT_CHARS),
-                truncated(reason, HISTORY_TEXT_CHARS), worker or owner, token,
+                truncated(reason, HISTORY_TEXT_CHARS), worker or owner, elsewhere, token,
             ],
         )  # fmt: skip
         kind = FailKind(reply[0])
@@ -347,7 +492,7 @@ class Store:
         changed more than the checkpoint (the streak's counts and windows).
         """
         reply = self._run(
-            "checkpoint", [self.keys.job(job_id), self.keys.stuck],
+            "checkpoint", [self.layout.of(job_id).job(job_id), self.layout.of(job_id).stuck],
             [attempt, owner, data_json, job_id],
         )  # fmt: skip
         return _pairs(reply[1:]) if reply[0] == "ok" else None
@@ -357,25 +502,50 @@ class Store:
         pairs = list(leases)
         if not pairs:
             return 0
-        keys = [self.keys.leases] + [self.keys.job(job_id) for job_id, _ in pairs]
-        args: list[Any] = [lease_ms]
+        by_shard: dict[int, list[tuple[str, int]]] = {}
         for job_id, attempt in pairs:
-            args += [job_id, attempt]
-        args.append(owner)
-        return int(self._run("renew", keys, args))
+            by_shard.setdefault(self.layout.shard_of(job_id), []).append((job_id, attempt))
+        calls = []
+        for shard, held in by_shard.items():
+            k = self.layout.shard(shard)
+            keys = [k.leases] + [k.job(job_id) for job_id, _ in held]
+            args: list[Any] = [lease_ms]
+            for job_id, attempt in held:
+                args += [job_id, attempt]
+            args.append(owner)
+            calls.append(("renew", keys, args))
+        return sum(int(n) for n in self._pipelined(calls))
 
     def interrupt(self, job_id: str, attempt: int, node: str, event: str) -> bool:
         """End the lease of ``attempt`` now if it runs on ``node`` (its worker process died)."""
-        k = self.keys
+        k = self.layout.of(job_id)
         return bool(
             self._run("interrupt", [k.job(job_id), k.leases], [job_id, attempt, f"{node}:", event])
         )
 
     # -- the sweeper ----------------------------------------------------------
 
-    def take_due(self, limit: int, redispatch_ms: int) -> tuple[int, list[str]]:
-        reply = self._run("take_due", [self.keys.due], [limit, redispatch_ms])
-        return int(reply[0]), [str(i) for i in reply[1:]]
+    def shard_numbers(self, start: int = 0) -> list[int]:
+        """Every shard, from ``start`` round (each sweeper starts somewhere else)."""
+        n = self.layout.shards
+        return [(start + i) % n for i in range(n)]
+
+    def per_shard_limit(self, limit: int) -> int:
+        """A pass's share of ``limit`` for each shard: a pass over every shard takes
+        about ``limit`` entries in all, whatever the number of shards."""
+        return max(1, -(-limit // self.layout.shards))
+
+    def take_due(
+        self, limit: int, redispatch_ms: int, shards: Sequence[int] | None = None
+    ) -> tuple[int, list[str]]:
+        """Take up to ``limit`` due entries of each of ``shards`` (default: every shard)."""
+        chosen = self.shard_numbers() if shards is None else shards
+        replies = self._pipelined(
+            [("take_due", [self.layout.shard(n).due], [limit, redispatch_ms]) for n in chosen]
+        )
+        return (int(replies[0][0]) if replies else 0), [
+            str(i) for reply in replies for i in reply[1:]
+        ]
 
     def dispatched(self, ids: Sequence[str], safety_ms: int = 0) -> list[DueJob]:
         """For each id take_due returned: publish it now (state ``queued``) or not.
@@ -383,13 +553,20 @@ class Store:
         A countdown-held retry is published only after a worker died, or once
         it is overdue by ``safety_ms`` (0: as soon as take_due returns it).
         """
-        k = self.keys
-        pipe = self.redis.pipeline(transaction=False)
+        if not ids:
+            return []
+        # One shard: the script reads the last death itself (no extra round trip);
+        # sharded, it is in the fleet's slot: read once here, passed as a value.
+        sharded = self.layout.sharded
+        died = str(self.redis.get(self.fleet.last_death) or "") if sharded else ""
+        own = [] if sharded else [self.fleet.last_death]
+        calls = []
         for job_id in ids:
-            self._run("dispatched", [k.job(job_id), k.due, k.last_death, k.pauses, k.deferred],
-                      [job_id, safety_ms], client=pipe)  # fmt: skip
+            k = self.layout.of(job_id)
+            calls.append(("dispatched", [k.job(job_id), k.due, k.pauses, k.deferred, *own],
+                          [job_id, safety_ms, died]))  # fmt: skip
         jobs = []
-        for job_id, row in zip(ids, pipe.execute(), strict=True):
+        for job_id, row in zip(ids, self._pipelined(calls), strict=True):
             state, attempt, task, args, kwargs, queue, policy, first, options, event, held_by = (
                 list(row) + [None] * 11
             )[:11]
@@ -405,32 +582,34 @@ class Store:
 
     def take_unclaimed(self, published_before_ms: int, limit: int) -> list[DueJob]:
         """The oldest first attempts published before the cutoff and still unclaimed,
-        at most ``limit``; each is re-scored to now (taken once per cutoff)."""
+        at most ``limit`` (over every shard); each is re-scored to now (taken once
+        per cutoff)."""
         if limit <= 0:
             return []
-        k = self.keys
-        ids = [
-            str(i)
-            for i in self.redis.zrangebyscore(
-                k.unclaimed, "-inf", f"({published_before_ms}", start=0, num=limit
-            )
-        ]
-        if not ids:
-            return []
-        reply = self._run(
-            "take_unclaimed", [k.unclaimed, *(k.job(i) for i in ids)], [published_before_ms, *ids]
-        )
+        pipe = self.redis.pipeline(transaction=False)
+        for k in self.layout.all:
+            pipe.zrangebyscore(k.unclaimed, "-inf", f"({published_before_ms}", start=0,
+                               num=limit, withscores=True)  # fmt: skip
+        entries = sorted(
+            ((float(score), str(job_id)) for rows in pipe.execute() for job_id, score in rows)
+        )[:limit]
+        calls = []
+        for shard, ids in self._by_shard(job_id for _, job_id in entries).items():
+            k = self.layout.shard(shard)
+            calls.append(("take_unclaimed", [k.unclaimed, *(k.job(i) for i in ids)],
+                          [published_before_ms, *ids]))  # fmt: skip
         jobs = []
-        for at in range(0, len(reply), 7):
-            row = [str(part) for part in reply[at : at + 7]]
-            job_id, task, args, kwargs, queue, options, policy = row
-            jobs.append(
-                DueJob(
-                    id=job_id, state="queued", attempt=0, task=task,
-                    payload=Payload(args or "[]", kwargs or "{}", queue, options),
-                    policy=policy, first_failure_at=None,
-                )
-            )  # fmt: skip
+        for reply in self._pipelined(calls):
+            for at in range(0, len(reply), 7):
+                row = [str(part) for part in reply[at : at + 7]]
+                job_id, task, args, kwargs, queue, options, policy = row
+                jobs.append(
+                    DueJob(
+                        id=job_id, state="queued", attempt=0, task=task,
+                        payload=Payload(args or "[]", kwargs or "{}", queue, options),
+                        policy=policy, first_failure_at=None,
+                    )
+                )  # fmt: skip
         return jobs
 
     def heartbeat(
@@ -440,7 +619,7 @@ class Store:
 
         Returns Redis' now (ms) and the nodes silent for ``dead_after_ms`` (now gone).
         """
-        k = self.keys
+        k = self.fleet
         reply = self._run("nodes", [k.nodes, k.last_death, k.node_capacity],
                           [node, "beat", dead_after_ms, capacity or ""])  # fmt: skip
         return int(reply[0]), [str(n) for n in reply[1:]]
@@ -449,7 +628,7 @@ class Store:
         """This worker's broker connection was re-made: the countdown messages it
         held are gone until the visibility timeout. Counted as a worker death
         (from now); returns Redis' now (ms)."""
-        return int(self._run("lost_messages", [self.keys.last_death], []))
+        return int(self._run("lost_messages", [self.fleet.last_death], []))
 
     def pull_held(self, died_ms: int, within_ms: int, limit: int = 1000) -> int:
         """After a death noticed at ``died_ms``: bring forward the due entries of
@@ -459,34 +638,35 @@ class Store:
         countdown plus the grace and the safety margin); the scan reads that
         window in pages of ``limit``. Returns how many entries moved.
         """
-        k = self.keys
         # Read the window first, then pull: a pulled entry moves inside it, which
         # would shift the pages of a scan that pulled as it went.
-        window: list[str] = []
-        while True:
-            page = self.redis.zrangebyscore(
-                k.due, f"({died_ms}", died_ms + within_ms, start=len(window), num=limit
-            )
-            window += [str(i) for i in page]
-            if len(page) < limit:
-                break
+        window: list[tuple[Keys, str]] = []
+        for k in self.layout.all:
+            taken = 0
+            while True:
+                page = self.redis.zrangebyscore(
+                    k.due, f"({died_ms}", died_ms + within_ms, start=taken, num=limit
+                )
+                taken += len(page)
+                window += [(k, str(i)) for i in page]
+                if len(page) < limit:
+                    break
         moved = 0
         for at in range(0, len(window), limit):
-            pipe = self.redis.pipeline(transaction=False)
-            for job_id in window[at : at + limit]:
-                self._run("pull_held", [k.job(job_id), k.due], [job_id, died_ms], client=pipe)
-            moved += sum(int(n) for n in pipe.execute())
+            calls = [("pull_held", [k.job(job_id), k.due], [job_id, died_ms])
+                     for k, job_id in window[at : at + limit]]  # fmt: skip
+            moved += sum(int(n) for n in self._pipelined(calls))
         return moved
 
     def leave(self, node: str) -> None:
         """A clean shutdown: ``node`` is gone, and that is no death."""
-        k = self.keys
+        k = self.fleet
         self._run("nodes", [k.nodes, k.last_death, k.node_capacity], [node, "leave", 0, ""])
 
     def fleet_capacity(self, dead: Sequence[str], unknown: int) -> int:
         """Messages the whole fleet (live nodes and ``dead``) may hold unstarted; then
         forget the dead nodes' entries. A node that never said counts ``unknown``."""
-        k = self.keys
+        k = self.fleet
         pipe = self.redis.pipeline(transaction=False)
         pipe.zrange(k.nodes, 0, -1)
         pipe.hgetall(k.node_capacity)
@@ -503,14 +683,22 @@ class Store:
         A plain HDEL: at worst it releases a later hold of the same job, which
         costs one extra message that claim drops.
         """
-        self.redis.hdel(self.keys.job(job_id), "held")
+        self.redis.hdel(self.layout.of(job_id).job(job_id), "held")
 
-    def expired_leases(self, limit: int) -> tuple[int, list[str]]:
-        reply = self._run("expired", [self.keys.leases], [limit])
-        return int(reply[0]), [str(i) for i in reply[1:]]
+    def expired_leases(
+        self, limit: int, shards: Sequence[int] | None = None
+    ) -> tuple[int, list[str]]:
+        """Up to ``limit`` expired leases of each of ``shards`` (default: every shard)."""
+        chosen = self.shard_numbers() if shards is None else shards
+        replies = self._pipelined(
+            [("expired", [self.layout.shard(n).leases], [limit]) for n in chosen]
+        )
+        return (int(replies[0][0]) if replies else 0), [
+            str(i) for reply in replies for i in reply[1:]
+        ]
 
     def take_lease(self, job_id: str, owner: str, lease_ms: int) -> Claimed | None:
-        k = self.keys
+        k = self.layout.of(job_id)
         reply = self._run("take_lease", [k.job(job_id), k.leases], [job_id, owner, lease_ms])
         if reply[0] != "ok":
             return None
@@ -520,24 +708,36 @@ class Store:
         """Drop index entries of records that have expired; returns how many."""
         now_ms = self.now_ms()
         pipe = self.redis.pipeline(transaction=False)
-        for state in ENDED_STATES:
-            pipe.zremrangebyscore(self.keys.ended(state), "-inf", now_ms)
+        for k in self.layout.all:
+            for state in ENDED_STATES:
+                pipe.zremrangebyscore(k.ended(state), "-inf", now_ms)
         return sum(int(n) for n in pipe.execute()) + self._trim_stuck()
 
     def _trim_stuck(self, limit: int = 1000) -> int:
         # Stuck jobs leave the index in the scripts that end their streak; this
         # only catches entries whose record vanished some other way.
-        ids = self.index_ids(self.keys.stuck, 0, limit)
+        pipe = self.redis.pipeline(transaction=False)
+        for k in self.layout.all:
+            pipe.zrange(k.stuck, 0, self.per_shard_limit(limit) - 1)
+        ids = [str(i) for rows in pipe.execute() for i in rows]
         if not ids:
             return 0
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.exists(self.keys.job(job_id))
+            pipe.exists(self.layout.of(job_id).job(job_id))
         gone = [job_id for job_id, found in zip(ids, pipe.execute(), strict=True) if not found]
-        return int(self.redis.zrem(self.keys.stuck, *gone)) if gone else 0
+        if not gone:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for shard, ids in self._by_shard(gone).items():
+            pipe.zrem(self.layout.shard(shard).stuck, *ids)
+        return sum(int(n) for n in pipe.execute())
 
     def add_stats(self, counts: dict[str, int]) -> None:
-        """Add to the metrics counters (``recoveries:<kind>``...), in one round trip."""
+        """Add to the metrics counters (``recoveries:<kind>``...), in one round trip.
+
+        With several shards they go to shard 0's counters (``stats`` sums them all).
+        """
         pipe = self.redis.pipeline(transaction=False)
         for name, n in counts.items():
             if n:
@@ -548,7 +748,7 @@ class Store:
     # -- operators ------------------------------------------------------------
 
     def kill(self, job_id: str, reason: str, retention_ms: int, record_unknown: bool) -> list[str]:
-        k = self.keys
+        k = self.layout.of(job_id)
         reply = self._run(
             "kill",
             [
@@ -559,15 +759,21 @@ class Store:
         )  # fmt: skip
         return [str(part) for part in reply]
 
-    def resume(self, job_id: str, max_retrying: int | None, new_streak: bool) -> list[str]:
-        k = self.keys
+    def resume(
+        self, job_id: str, max_retrying: int | None, new_streak: bool, policy: str | None = None
+    ) -> list[str]:
+        """``max_retrying``: the cap the job's policy has (None: no cap), counted over
+        every shard as in :meth:`fail`."""
+        k = self.layout.of(job_id)
+        elsewhere = self._waiting_elsewhere(job_id, policy) if max_retrying is not None else 0
         reply = self._run(
             "resume",
             [
                 k.job(job_id), k.due, k.retrying, k.parked, k.ended(JobState.DEAD), k.stuck,
                 k.history(job_id),
             ],
-            [job_id, -1 if max_retrying is None else max_retrying, "1" if new_streak else "0"],
+            [job_id, -1 if max_retrying is None else max_retrying, "1" if new_streak else "0",
+             elsewhere],
         )
         return [str(part) for part in reply]
 
@@ -576,7 +782,7 @@ class Store:
 
         Returns (first_failure_at ms, now ms) the first time, else None.
         """
-        k = self.keys
+        k = self.layout.of(job_id)
         reply = self._run("stuck", [k.job(job_id), k.stuck], [job_id, alert_after_ms])
         if reply[0] != "alerted":
             return None
@@ -587,29 +793,50 @@ class Store:
 
         Returns (records deleted, index entries removed).
         """
-        k = self.keys
-        pipe = self.redis.pipeline(transaction=False)
+        calls = []
         for job_id in ids:
-            self._run(
-                "purge", [k.job(job_id), k.ended(state), k.stuck, k.history(job_id)],
-                [job_id, state.value, cutoff_ms], client=pipe,
-            )  # fmt: skip
+            k = self.layout.of(job_id)
+            calls.append(("purge", [k.job(job_id), k.ended(state), k.stuck, k.history(job_id)],
+                          [job_id, state.value, cutoff_ms]))  # fmt: skip
+        pipe = self.redis.pipeline(transaction=False)
+        for name, keys, args in calls:  # always pipelined, even for one id
+            self._run(name, keys, args, client=pipe)
         replies = [int(n) for n in pipe.execute()]
         return replies.count(1), replies.count(1) + replies.count(2)
 
+    # A pause is read inside claim and dispatched, next to the job's keys: each
+    # shard has its own copy of the pauses hash, written to every shard (one
+    # round trip per node); a write that failed half-way is completed by
+    # running the command again (HSETNX/HDEL are idempotent).
+
     def pause(self, target: str, entry_json: str) -> bool:
         """Pause ``policy:<P>`` or ``task:<T>``; False if it was paused already (kept)."""
-        return bool(self.redis.hsetnx(self.keys.pauses, target, entry_json))
+        pipe = self.redis.pipeline(transaction=False)
+        for k in self.layout.all:
+            pipe.hsetnx(k.pauses, target, entry_json)
+        return any(pipe.execute())
 
     def pauses(self) -> dict[str, str]:
-        return cast(dict[str, str], self.redis.hgetall(self.keys.pauses))
+        pipe = self.redis.pipeline(transaction=False)
+        for k in reversed(self.layout.all):  # shard 0's entry wins
+            pipe.hgetall(k.pauses)
+        found: dict[str, str] = {}
+        for entries in pipe.execute():
+            found.update(entries)
+        return found
 
     def end_pause(self, target: str) -> bool:
         """Stop deferring new deliveries of ``target``; its deferred jobs wait for release."""
-        return bool(self.redis.hdel(self.keys.pauses, target))
+        pipe = self.redis.pipeline(transaction=False)
+        for k in self.layout.all:
+            pipe.hdel(k.pauses, target)
+        return any(pipe.execute())
 
     def deferred_ids(self) -> list[str]:
-        return [str(i) for i in self.redis.zrange(self.keys.deferred, 0, -1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for k in self.layout.all:
+            pipe.zrange(k.deferred, 0, -1)
+        return [str(i) for rows in pipe.execute() for i in rows]
 
     def release(
         self, ids: Sequence[str], jitters: Sequence[float], start_ms: int, interval_ms: float,
@@ -617,17 +844,22 @@ class Store:
     ) -> tuple[int, int]:  # fmt: skip
         """Release those of ``ids`` no pause holds any more, one per ``interval_ms`` from
         ``start_ms`` (slots counted from ``slot``); returns (released, slots used)."""
-        k = self.keys
-        args: list[Any] = [start_ms, interval_ms, slot]
-        for job_id, jitter in zip(ids, jitters, strict=True):
-            args += [job_id, jitter]
-        reply = self._run(
-            "release", [k.pauses, k.deferred, k.due, *(k.job(i) for i in ids)], args
-        )
-        return int(reply[0]), int(reply[1])
+        jitter_of = dict(zip(ids, jitters, strict=True))
+        released = 0
+        for shard, group in self._by_shard(ids).items():  # slots run on across shards
+            k = self.layout.shard(shard)
+            args: list[Any] = [start_ms, interval_ms, slot]
+            for job_id in group:
+                args += [job_id, jitter_of[job_id]]
+            reply = self._run(
+                "release", [k.pauses, k.deferred, k.due, *(k.job(i) for i in group)], args
+            )
+            released, slot = released + int(reply[0]), int(reply[1])
+        return released, slot
 
     def retry_now(self, job_id: str) -> list[str]:
-        reply = self._run("retry_now", [self.keys.job(job_id), self.keys.due], [job_id])
+        k = self.layout.of(job_id)
+        reply = self._run("retry_now", [k.job(job_id), k.due], [job_id])
         return [str(part) for part in reply]
 
     # -- reads ------------------------------------------------------------------
@@ -637,18 +869,19 @@ class Store:
         return int(seconds) * 1000 + int(micros) // 1000
 
     def get(self, job_id: str) -> dict[str, str] | None:
-        fields = cast(dict[str, str], self.redis.hgetall(self.keys.job(job_id)))
+        fields = cast(dict[str, str], self.redis.hgetall(self.layout.of(job_id).job(job_id)))
         return fields or None
 
     def history(self, job_id: str) -> list[str]:
         """The job's last attempts, oldest first: JSON entries (none for records
         made before history existed, or with ``DURABLE_HISTORY_ATTEMPTS=0``)."""
-        return [str(entry) for entry in self.redis.lrange(self.keys.history(job_id), 0, -1)]
+        key = self.layout.of(job_id).history(job_id)
+        return [str(entry) for entry in self.redis.lrange(key, 0, -1)]
 
     def get_many(self, ids: Sequence[str]) -> list[dict[str, str] | None]:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hgetall(self.keys.job(job_id))
+            pipe.hgetall(self.layout.of(job_id).job(job_id))
         return [fields or None for fields in pipe.execute()]
 
     def index_keys(self, state: JobState) -> tuple[str, ...]:
@@ -659,7 +892,7 @@ class Store:
         return (self.index_key(state),)
 
     def exists(self, job_id: str) -> bool:
-        return bool(self.redis.exists(self.keys.job(job_id)))
+        return bool(self.redis.exists(self.layout.of(job_id).job(job_id)))
 
     def ids_with_prefix(self, prefix: str, limit: int, count: int = 5000) -> list[str]:
         """Up to ``limit`` indexed job ids that start with ``prefix``: ZSCAN of each index.
@@ -670,8 +903,10 @@ class Store:
         round trips, fewer when ``limit`` is reached early.
         """
         found: dict[str, None] = {}
-        k = self.keys
-        indexes = (k.unclaimed, k.due, k.leases, k.parked, *(k.ended(s) for s in ENDED_STATES))
+        indexes = [
+            key for k in self.layout.all
+            for key in (k.unclaimed, k.due, k.leases, k.parked, *(k.ended(s) for s in ENDED_STATES))
+        ]  # fmt: skip
         for key in indexes:
             for member, _score in self.redis.zscan_iter(key, match=f"{prefix}*", count=count):
                 found[str(member)] = None
@@ -689,36 +924,98 @@ class Store:
             return self.keys.parked
         return self.keys.ended(state)
 
-    def index_ids(self, key: str, offset: int, count: int) -> list[str]:
+    # Index reads take an index by its name in shard 0 (``store.keys.due``, or
+    # ``index_key(state)``) and read it in every shard: sizes and counts are
+    # summed, ids merged by score.
+
+    def _each_key(self, keys: Sequence[str], command: str, *args: Any) -> list[Any]:
+        """``command key *args`` for each key, in one pipeline (a round trip per node)."""
+        if len(keys) == 1:
+            return [self.redis.execute_command(command, keys[0], *args)]
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.execute_command(command, key, *args)
+        return list(pipe.execute())
+
+    def index_page(self, key: str, offset: int, count: int) -> list[str]:
+        """Ids ``offset`` to ``offset + count`` of this one key (one shard's index)."""
         return [str(i) for i in self.redis.zrange(key, offset, offset + count - 1)]
 
+    def index_ids(self, key: str, offset: int, count: int) -> list[str]:
+        """Ids ``offset`` to ``offset + count`` of the index, by score over every shard."""
+        if not self.layout.sharded:
+            return self.index_page(key, offset, count)
+        rows = self._each_key(self.layout.across(key), "ZRANGE", 0, offset + count - 1,
+                              "WITHSCORES")  # fmt: skip
+        merged = heapq.merge(*(_scored(row) for row in rows))
+        return [job_id for _, job_id in itertools.islice(merged, offset, offset + count)]
+
+    def iter_index(self, key: str, chunk: int) -> Iterator[list[str]]:
+        """The index's ids in score order, ``chunk`` at a time (over every shard:
+        each shard is read a page at a time and the pages merged)."""
+        if not self.layout.sharded:
+            offset = 0
+            while ids := self.index_ids(key, offset, chunk):
+                offset += len(ids)
+                yield ids
+            return
+        keys = self.layout.across(key)
+        page = max(1, min(chunk, -(-chunk * 2 // len(keys))))
+        firsts = self._each_key(keys, "ZRANGE", 0, page - 1, "WITHSCORES")
+        merged = heapq.merge(*(self._pages(k, page, _scored(first))
+                               for k, first in zip(keys, firsts, strict=True)))  # fmt: skip
+        while batch := [job_id for _, job_id in itertools.islice(merged, chunk)]:
+            yield batch
+
+    def _pages(self, key: str, page: int, first: list[tuple[float, str]]) -> Iterator[
+        tuple[float, str]
+    ]:  # fmt: skip
+        offset, rows = 0, first
+        while rows:
+            yield from rows
+            if len(rows) < page:
+                return
+            offset += page
+            rows = _scored(self.redis.zrange(key, offset, offset + page - 1, withscores=True))
+
     def index_size(self, key: str) -> int:
-        return int(self.redis.zcard(key))
+        return sum(int(n) for n in self._each_key(self.layout.across(key), "ZCARD"))
 
     def retrying_counts(self) -> dict[str, int]:
-        counts = cast(dict[str, str], self.redis.hgetall(self.keys.retrying))
-        return {policy: int(n) for policy, n in counts.items()}
+        counts: dict[str, int] = {}
+        for shard in self._each_key([k.retrying for k in self.layout.all], "HGETALL"):
+            for policy, n in _pairs(shard).items() if isinstance(shard, list) else shard.items():
+                counts[str(policy)] = counts.get(str(policy), 0) + int(n)
+        return counts
 
-    def parked_ids(self, count: int) -> list[str]:
-        return self.index_ids(self.keys.parked, 0, count)
+    def parked_ids(self, count: int, shards: Sequence[int] | None = None) -> list[str]:
+        """The oldest ``count`` parked ids of each of ``shards`` (default: every shard)."""
+        chosen = self.shard_numbers() if shards is None else shards
+        keys = [self.layout.shard(n).parked for n in chosen]
+        return [str(i) for rows in self._each_key(keys, "ZRANGE", 0, count - 1) for i in rows]
 
     def index_score(self, key: str, job_id: str) -> float | None:
-        score = self.redis.zscore(key, job_id)
+        score = self.redis.zscore(self.layout.in_shard(key, self.layout.shard_of(job_id)), job_id)
         return None if score is None else float(score)
 
     def in_index(self, key: str, ids: Sequence[str]) -> set[str]:
-        """Those of ``ids`` that the index holds (one ZMSCORE)."""
-        if not ids:
-            return set()
-        scores = self.redis.zmscore(key, list(ids))
-        return {job_id for job_id, score in zip(ids, scores, strict=True) if score is not None}
+        """Those of ``ids`` that the index holds (one ZMSCORE per shard)."""
+        found: set[str] = set()
+        for shard, group in self._by_shard(ids).items():
+            scores = self.redis.zmscore(self.layout.in_shard(key, shard), group)
+            found |= {i for i, score in zip(group, scores, strict=True) if score is not None}
+        return found
 
     def expires_at_ms(self, job_id: str) -> int | None:
         """When the job's record expires (ended records), or None."""
         # PTTL and TIME rather than PEXPIRETIME, which Redis 6.2 lacks.
+        key = self.layout.of(job_id).job(job_id)
+        if self.cluster:  # no TIME in a cluster pipeline: the key's own node answers both
+            now, ttl_ms = self.redis.eval(_TIME_AND_PTTL, 1, key)
+            return int(now) + int(ttl_ms) if ttl_ms > 0 else None
         pipe = self.redis.pipeline(transaction=True)
         pipe.time()
-        pipe.pttl(self.keys.job(job_id))
+        pipe.pttl(key)
         (seconds, micros), ttl_ms = pipe.execute()
         return int(seconds) * 1000 + int(micros) // 1000 + int(ttl_ms) if ttl_ms > 0 else None
 
@@ -730,10 +1027,10 @@ class Store:
             "stuck": k.stuck,
             **{state.value: k.ended(state) for state in ENDED_STATES},
         }  # fmt: skip
-        pipe = self.redis.pipeline(transaction=False)
-        for key in names.values():
-            pipe.zcard(key)
-        return {name: int(n) for name, n in zip(names, pipe.execute(), strict=True)}
+        keys = [key for name in names.values() for key in self.layout.across(name)]
+        counts = iter(self._each_key(keys, "ZCARD"))
+        shards = self.layout.shards
+        return {name: sum(int(next(counts)) for _ in range(shards)) for name in names}
 
     def sweeper_health(self, live_within_ms: int) -> tuple[int, int | None]:
         """(sweepers that beat within ``live_within_ms``, ms the oldest due entry is
@@ -742,20 +1039,30 @@ class Store:
         Sweepers push every entry they take forward (take_due), so an entry
         behind now means no sweeper has reached it yet.
         """
-        k = self.keys
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.time()
-        pipe.zrange(k.nodes, 0, -1, withscores=True)
-        pipe.zrange(k.due, 0, 0, withscores=True)
-        (seconds, micros), nodes, oldest = pipe.execute()
-        now = int(seconds) * 1000 + int(micros) // 1000
+        pipe = self.redis.pipeline(transaction=not self.cluster)
+        if not self.cluster:  # a cluster pipeline takes no TIME: asked first, on its own
+            pipe.time()
+        pipe.zrange(self.fleet.nodes, 0, -1, withscores=True)
+        for k in self.layout.all:
+            pipe.zrange(k.due, 0, 0, withscores=True)
+        now = self.now_ms() if self.cluster else 0
+        replies = pipe.execute()
+        if not self.cluster:
+            seconds, micros = replies.pop(0)
+            now = int(seconds) * 1000 + int(micros) // 1000
+        nodes, *firsts = replies
+        oldest = sorted((row for first in firsts for row in first), key=lambda row: row[1])[:1]
         live = sum(1 for _node, beat in nodes if beat >= now - live_within_ms)
         overdue = now - int(oldest[0][1]) if oldest and oldest[0][1] < now else None
         return live, overdue
 
     def stats(self) -> dict[str, int]:
-        counts = cast(dict[str, str], self.redis.hgetall(self.keys.stats))
-        return {name: int(n) for name, n in counts.items()}
+        """The metrics counters, summed over every shard's copy."""
+        counts: dict[str, int] = {}
+        for shard in self._each_key([k.stats for k in self.layout.all], "HGETALL"):
+            for name, n in _pairs(shard).items() if isinstance(shard, list) else shard.items():
+                counts[str(name)] = counts.get(str(name), 0) + int(n)
+        return counts
 
     # -- the registry of the policies workers serve ------------------------------
 
@@ -764,30 +1071,32 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         if entries:
             mapping: dict[Any, Any] = dict(entries)
-            pipe.hset(self.keys.policies, mapping=mapping)
-        pipe.hlen(self.keys.policies)
+            pipe.hset(self.fleet.policies, mapping=mapping)
+        pipe.hlen(self.fleet.policies)
         return int(pipe.execute()[-1])
 
     def policy_entry(self, name: str) -> str | None:
-        entry = self.redis.hget(self.keys.policies, name)
+        entry = self.redis.hget(self.fleet.policies, name)
         return None if entry is None else str(entry)
 
     def policy_entries(self) -> dict[str, str]:
-        return cast(dict[str, str], self.redis.hgetall(self.keys.policies))
+        return cast(dict[str, str], self.redis.hgetall(self.fleet.policies))
 
     def drop_policies(self, names: Sequence[str]) -> None:
         if names:
-            self.redis.hdel(self.keys.policies, *names)
+            self.redis.hdel(self.fleet.policies, *names)
 
     def sample_ids(self, key: str, count: int) -> list[str]:
         """All of an index's ids if it holds at most ``count``, else a random ``count`` of them."""
         if self.index_size(key) <= count:
             return self.index_ids(key, 0, count)
-        return [str(i) for i in cast(list[str], self.redis.zrandmember(key, count))]
+        share = self.per_shard_limit(count)
+        return [str(i) for ids in self._each_key(self.layout.across(key), "ZRANDMEMBER", share)
+                for i in ids]  # fmt: skip
 
     def fields_of(self, ids: Sequence[str], names: Sequence[str]) -> list[list[str | None]]:
         """Some fields of many jobs, in one pipelined round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hmget(self.keys.job(job_id), list(names))
+            pipe.hmget(self.layout.of(job_id).job(job_id), list(names))
         return [list(row) for row in pipe.execute()]

@@ -15,6 +15,11 @@ Each pass (every ``DURABLE_SWEEP_SECONDS``):
 
 Every step claims its work atomically in Redis, so any number of sweepers
 (one per worker) may run at once without publishing or judging anything twice.
+With several shards (``DURABLE_REDIS_SHARDS``) each step visits every shard in
+one pipeline (a round trip per Redis node), taking at most its share of the
+batch from each, so a pass does about the same work whatever the shard count;
+each sweeper starts its passes at another shard (random, then moving round),
+so sweepers that run at once begin on different shards.
 
 While Redis refuses writes or cannot be reached, passes fail: that is told
 once per streak (a refusal through ``Runtime.refusals``), and for one lease
@@ -110,11 +115,20 @@ class Sweeper:
         # Set (from the consumer's thread) when this worker's broker connection was
         # re-made: Celery dropped the countdown messages it held.
         self._messages_lost = threading.Event()
+        self._next_shard = _rng.randrange(rt.store.layout.shards)
+        self._pass_shards: list[int] = []
+
+    def _shards(self) -> list[int]:
+        """This pass's shards, in the order visited; the next pass starts one further."""
+        shards = self.rt.store.shard_numbers(self._next_shard)
+        self._next_shard = (self._next_shard + 1) % len(shards)
+        return shards
 
     # -- one pass -----------------------------------------------------------------
 
     def run_once(self) -> SweepReport:
         report = SweepReport()
+        self._pass_shards = self._shards()
         trusted = time.monotonic() >= self._distrust_until
         now_ms, report.dead_workers = self.rt.store.heartbeat(
             self.owner, self.rt.lease_ms if trusted else NEVER_MS, self.capacity
@@ -145,6 +159,10 @@ class Sweeper:
             self._last_trim = time.monotonic()
             report.trimmed = self.rt.store.trim_ended()
         return report
+
+    def _visit(self) -> list[int]:
+        """The shards of this pass (every shard, from this sweeper's offset)."""
+        return self._pass_shards or self.rt.store.shard_numbers()
 
     def republish_unclaimed(self, now_ms: int, dead_workers: list[str]) -> int:
         """Publish again first attempts that may have been lost; returns how many.
@@ -198,7 +216,8 @@ class Sweeper:
 
     def dispatch_due(self) -> int:
         store = self.rt.store
-        _, ids = store.take_due(BATCH, redispatch_ms=self.rt.lease_ms)
+        _, ids = store.take_due(store.per_shard_limit(BATCH), redispatch_ms=self.rt.lease_ms,
+                                shards=self._visit())  # fmt: skip
         if not ids:
             return 0
         published = 0
@@ -223,7 +242,7 @@ class Sweeper:
 
     def recover_expired_leases(self, report: SweepReport) -> int:
         store = self.rt.store
-        _, ids = store.expired_leases(BATCH)
+        _, ids = store.expired_leases(store.per_shard_limit(BATCH), shards=self._visit())
         recovered = 0
         for job_id in ids:
             taken = store.take_lease(job_id, self.owner, self.rt.lease_ms)
@@ -271,7 +290,7 @@ class Sweeper:
 
     def unpark(self) -> int:
         store = self.rt.store
-        ids = store.parked_ids(BATCH)
+        ids = store.parked_ids(store.per_shard_limit(BATCH), shards=self._visit())
         if not ids:
             return 0
         full: set[str] = set()
@@ -281,7 +300,7 @@ class Sweeper:
                 continue
             policy = self.policy_for(fields.get("task", ""), fields["policy"])
             cap = policy.max_retrying if policy else None
-            outcome = store.resume(job_id, cap, new_streak=False)
+            outcome = store.resume(job_id, cap, new_streak=False, policy=fields["policy"])
             if outcome[0] == "full":
                 full.add(fields["policy"])
             elif outcome[0] == "resumed":

@@ -21,7 +21,13 @@ from typing import Any
 
 from celery import Celery
 
-from workers.core.settings import Settings, is_sentinel_url
+from workers.core.settings import (
+    NO_CLUSTER_BROKER,
+    Settings,
+    is_cluster_url,
+    is_sentinel_url,
+    redact_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +54,7 @@ def sentinel_transport_options(settings: Settings, *, force: bool = False) -> di
     """kombu's transport options for a ``sentinel://`` broker (none for other brokers,
     unless ``force``): the master group's name (DURABLE_REDIS_SENTINEL_MASTER), and the
     sentinels' own password when they have one."""
-    if not force and not is_sentinel_url(settings.effective_broker_url):
+    if not force and not is_sentinel_url(settings.broker_url or settings.redis_url):
         return {}
     options: dict[str, Any] = {"master_name": settings.redis_sentinel_master}
     if settings.redis_sentinel_password is not None:
@@ -79,7 +85,9 @@ def prepare_app(
             f"accept_content={accepted!r}: a durable worker accepts JSON only; set "
             "accept_content=['json'] (Django: CELERY_ACCEPT_CONTENT = ['json'])"
         )
-    if _is_redis(conf.broker_url):
+    if is_cluster_url(str(conf.broker_url or "")):
+        problems.append(f"broker_url={redact_url(str(conf.broker_url))!r}: {NO_CLUSTER_BROKER}")
+    elif _is_redis(conf.broker_url):
         options = dict(conf.broker_transport_options or {})
         timeout = options.get("visibility_timeout")
         changed = False

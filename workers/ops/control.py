@@ -171,23 +171,22 @@ class Control:
             )
         st = self.store
         cutoff_ms = st.now_ms() - int(older_than * 1000)
-        key = st.index_key(state)
-        deleted, offset = 0, 0
-        while True:
-            ids = st.index_ids(key, offset, batch)
-            if not ids:
-                return deleted
-            rows = st.fields_of(ids, ("updated_at", "policy", "task"))
-            chosen = [
-                job_id
-                for job_id, (updated, job_policy, job_task) in zip(ids, rows, strict=True)
-                if int(updated or 0) <= cutoff_ms
-                and (policy is None or job_policy == policy)
-                and (task is None or job_task == task)
-            ]
-            purged, removed = st.purge(chosen, state, cutoff_ms) if chosen else (0, 0)
-            deleted += purged
-            offset += len(ids) - removed
+        deleted = 0
+        for key in st.layout.across(st.index_key(state)):  # shard by shard
+            offset = 0
+            while ids := st.index_page(key, offset, batch):
+                rows = st.fields_of(ids, ("updated_at", "policy", "task"))
+                chosen = [
+                    job_id
+                    for job_id, (updated, job_policy, job_task) in zip(ids, rows, strict=True)
+                    if int(updated or 0) <= cutoff_ms
+                    and (policy is None or job_policy == policy)
+                    and (task is None or job_task == task)
+                ]
+                purged, removed = st.purge(chosen, state, cutoff_ms) if chosen else (0, 0)
+                deleted += purged
+                offset += len(ids) - removed
+        return deleted
 
     def list_jobs(
         self,
@@ -212,12 +211,9 @@ class Control:
         found: list[JobRecord] = []
         chunk = min(max(limit, 200), 5000)
         for key in keys:
-            offset = 0
-            while len(found) < limit:
-                ids = st.index_ids(key, offset, chunk)
-                if not ids:
-                    break
-                offset += len(ids)
+            if len(found) >= limit:
+                break
+            for ids in st.iter_index(key, chunk):
                 if policy is not None or task is not None:
                     # Read the fields the filters need first: whole records only for matches.
                     rows = st.fields_of(ids, ("policy", "task"))
@@ -240,4 +236,6 @@ class Control:
                     found.append(record)
                     if len(found) >= limit:
                         break
+                if len(found) >= limit:
+                    break
         return found

@@ -8,9 +8,12 @@
 -- holds it, maybe behind a backlog: publishing a copy would only lengthen the
 -- backlog (the copy is dropped by claim, but costs a delivery), so it waits.
 --
--- KEYS[1] job hash   KEYS[2] due zset   KEYS[3] last-worker-death key (ms)
--- KEYS[4] pauses hash                     KEYS[5] deferred zset
+-- KEYS[1] job hash   KEYS[2] due zset
+-- KEYS[3] pauses hash                     KEYS[4] deferred zset
 -- ARGV[1] job id     ARGV[2] safety margin ms
+-- KEYS[5] last-worker-death key (ms), with one shard; or, when the keys are
+--         sharded (it is in another hash slot on a Cluster), none, and
+-- ARGV[3] its value, read by the caller ("" with one shard)
 --
 -- Returns {state, attempt, task, args, kwargs, queue, policy, first_failure_at, opts,
 --          last_event, held_by} (held_by "budget": its retry-budget slot is taken):
@@ -31,13 +34,14 @@ local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'task', 'args', 'kw
 local held, next_at = job[10], job[11]
 job[10], job[11], job[12], job[13] = job[12], job[13], nil, nil
 local waiting = job[1] == 'retrying' or job[1] == 'queued'
-if waiting and defer_if_paused(KEYS[1], KEYS[4], KEYS[5], ARGV[1], job[7], job[3], now) then
+if waiting and defer_if_paused(KEYS[1], KEYS[3], KEYS[4], ARGV[1], job[7], job[3], now) then
   redis.call('ZREM', KEYS[2], ARGV[1])
   job[1] = 'paused'
   return job
 end
 if waiting and held then
-  local died = tonumber(redis.call('GET', KEYS[3]) or '0')
+  local died = tonumber((ARGV[3] ~= '' and ARGV[3]) or (KEYS[5] and redis.call('GET', KEYS[5]))
+    or '0')
   local safety_at = tonumber(next_at or '0') + tonumber(ARGV[2])
   if died < tonumber(held) and now < safety_at then
     redis.call('ZADD', KEYS[2], 'XX', safety_at, ARGV[1])

@@ -21,7 +21,9 @@
 -- ARGV[13] the history entry's error text       ARGV[14] its reason (both bounded)
 -- ARGV[15] the worker that ran the attempt (a sweeper judging a lost attempt
 --          holds the lease now, ARGV[3], but names the dead worker here)
--- ARGV[16] the claim token of the delivery that ran the attempt ("" for a
+-- ARGV[16] jobs of this policy waiting in the other shards (read by the caller
+--          just before; "" or 0 with one shard), counted against max_retrying
+-- ARGV[17] the claim token of the delivery that ran the attempt ("" for a
 --          sweeper): fail run again with it (its reply was lost, the caller
 --          retried) answers as the first run did instead of "stale", so the
 --          countdown retry is still published
@@ -36,9 +38,9 @@
 
 local now = now_ms()
 local stale = not_owner(KEYS[1], ARGV[2], ARGV[3])
-if stale and ARGV[16] and ARGV[16] ~= '' then
+if stale and ARGV[17] and ARGV[17] ~= '' then
   local done = redis.call('HMGET', KEYS[1], 'attempt', 'claim', 'held', 'next_attempt_at')
-  if done[1] == ARGV[2] and done[2] == ARGV[16] then
+  if done[1] == ARGV[2] and done[2] == ARGV[17] then
     -- This very failure was recorded already: answer as the first run did.
     if stale == 'dead' or stale == 'parked' then
       return {stale, now}
@@ -90,6 +92,7 @@ end
 
 local cap = tonumber(ARGV[10])
 local waiting = tonumber(redis.call('HGET', KEYS[4], policy) or '0')
+  + tonumber(ARGV[16] ~= nil and ARGV[16] ~= '' and ARGV[16] or '0')
 if cap >= 0 and waiting >= cap then
   redis.call('HSET', KEYS[1], 'state', 'parked', 'reason', ARGV[6])
   redis.call('ZADD', KEYS[5], now, ARGV[1])

@@ -10,6 +10,8 @@
 --                    resume passes -1, the sweeper's unpark passes the cap)
 -- ARGV[3] "1" to start a new failure streak (an operator's resume), "0" to
 --         keep the streak (the sweeper unparking a job when room frees)
+-- ARGV[4] jobs of this policy waiting in the other shards (read by the caller;
+--         "" or 0 with one shard), counted against the cap
 --
 -- Returns {"resumed", previous state} | {"unknown"} | {"refused", state}
 --      | {"full"} (the cap is reached; the job stays parked)
@@ -32,7 +34,8 @@ if not job[4] then
   return {'refused', state}
 end
 local cap = tonumber(ARGV[2])
-if cap >= 0 and tonumber(redis.call('HGET', KEYS[3], job[2]) or '0') >= cap then
+local others = tonumber(ARGV[4] ~= nil and ARGV[4] ~= '' and ARGV[4] or '0')
+if cap >= 0 and tonumber(redis.call('HGET', KEYS[3], job[2]) or '0') + others >= cap then
   return {'full'}
 end
 if ARGV[3] == '1' then
