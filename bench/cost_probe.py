@@ -1,0 +1,219 @@
+"""The worker module of :mod:`bench.cost` (``celery -A bench.cost_probe worker``).
+
+It imports one side's jobs (``BENCH_COST_SIDE``: ``durable`` or ``plain``) and,
+in this throwaway worker process only, applies the what-ifs named in
+``BENCH_COST_FLAGS`` (comma-separated). Nothing in ``workers/`` changes on disk.
+
+Plain side (what a piece of the layer costs when added to plain Celery):
+
+- ``call``: a task class with its own ``__call__`` (that only calls ``run``), so
+  Celery's tracer calls the task instead of ``task.run`` (celery/app/trace.py).
+- ``request``: a ``Request`` subclass (celery/worker/strategy.py builds its request
+  class from it), overriding ``on_failure`` as DurableRequest does.
+- ``log``: one INFO line per job on ``workers.jobs``, the durable side's format.
+- ``rt2``: two ``EVALSHA`` round trips through redis-py per job, of the same key and
+  argument counts as claim (7 keys, 11 args) and succeed (5 keys, 5 args), whose
+  scripts do nothing (``return {'ok', 1}``): the floor of the two round trips.
+
+Durable side:
+
+- ``nolog``: the layer's per-job INFO line off (``workers.jobs`` at WARNING).
+- ``timers``: per-call timers (wall and this thread's CPU) around the pieces of the
+  success path; written to ``BENCH_COST_OUT`` (JSON) every 250 jobs.
+- ``fields``: claim's reply cut to the fields the success path reads (what-if of a
+  claim that answers with HMGET instead of HGETALL): the reply is trimmed client-side
+  after parsing, so this measures only the Python cost of the bigger reply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery.signals import after_setup_logger
+from celery.worker.request import Request
+
+SIDE = os.environ.get("BENCH_COST_SIDE", "durable")
+FLAGS = {f for f in os.environ.get("BENCH_COST_FLAGS", "").split(",") if f}
+OUT = os.environ.get("BENCH_COST_OUT", "")
+
+if SIDE == "durable":
+    from bench.jobs import app, noop
+else:
+    from bench.plain_jobs import app, noop  # type: ignore[assignment]
+
+__all__ = ["app"]
+
+jobs_log = logging.getLogger("workers.jobs")
+
+
+class PlainRequest(Request):
+    """What DurableRequest adds on the success path: a subclass with its own on_failure."""
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True,
+                   return_ok: bool = False) -> Any:  # fmt: skip
+        return super().on_failure(exc_info, send_failed_event=send_failed_event,
+                                  return_ok=return_ok)  # fmt: skip
+
+
+class Timers:
+    """Per name: calls, wall ns and this thread's CPU ns."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[int]] = {}
+        self.jobs = 0
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        row = self.totals.setdefault(name, [0, 0, 0])
+        wall, cpu = time.perf_counter_ns, time.thread_time_ns
+
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            w, c = wall(), cpu()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                row[1] += wall() - w
+                row[2] += cpu() - c
+                row[0] += 1
+
+        return timed
+
+    def overhead_ns(self) -> tuple[float, float]:
+        """(wall, CPU) ns one timer adds around a call, measured here."""
+        probe = Timers()
+        inner = probe.wrap("x", lambda: None)
+        n = 20_000
+        w, c = time.perf_counter_ns(), time.thread_time_ns()
+        for _ in range(n):
+            inner()
+        w1, c1 = time.perf_counter_ns() - w, time.thread_time_ns() - c
+        w, c = time.perf_counter_ns(), time.thread_time_ns()
+        for _ in range(n):
+            (lambda: None)()
+        w2, c2 = time.perf_counter_ns() - w, time.thread_time_ns() - c
+        return (w1 - w2) / n, (c1 - c2) / n
+
+    def dump(self) -> None:
+        if OUT:
+            with open(OUT + ".tmp", "w") as f:
+                json.dump({"jobs": self.jobs, "totals": self.totals,
+                           "overhead_ns": self.overhead}, f)  # fmt: skip
+            os.replace(OUT + ".tmp", OUT)
+
+    overhead: tuple[float, float] = (0.0, 0.0)
+
+
+def _plain_patches() -> None:
+    task = noop._get_current_object()  # a lazy task (PromiseProxy) until evaluated
+    cls = type(task)
+    run = cls.run
+    if "log" in FLAGS:
+        inner_log = run
+
+        def logged(*args: Any, **kwargs: Any) -> Any:
+            result = inner_log(*args, **kwargs)
+            jobs_log.info("job %s task=%s attempt=%d succeeded%s",
+                          task.request.id, task.name, 1, "")  # fmt: skip
+            return result
+
+        run = logged
+    if "rt2" in FLAGS:
+        import redis
+
+        client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+        first = client.register_script("return {'ok', 1}")
+        second = client.register_script("return {'ok', 1}")
+        inner_rt = run
+
+        def two_trips(*args: Any, **kwargs: Any) -> Any:
+            job = task.request.id
+            first(
+                keys=[f"d:j:{job}", "d:due", "d:l", "d:r", "d:u", "d:p", "d:d"],
+                args=[job, 1, task.name, "p", "h:1", 5000, "0", "", "", "", "abcd1234"],
+            )
+            result = inner_rt(*args, **kwargs)
+            second(keys=[f"d:j:{job}", "d:l", "d:e", "d:s", f"d:h:{job}"],
+                   args=[job, 1, "h:1", 86400000, 0])  # fmt: skip
+            return result
+
+        run = two_trips
+    if run is not cls.run:
+        cls.run = staticmethod(run)
+    if "call" in FLAGS:
+        cls.__call__ = lambda self, *args, **kwargs: self.run(*args, **kwargs)
+    if "request" in FLAGS:
+        cls.Request = "bench.cost_probe:PlainRequest"
+
+
+def _durable_patches() -> None:
+    from redis.commands.core import Script
+
+    import workers.integration.task as task_module
+    from workers.core.leases import LeaseKeeper
+    from workers.core.store import Store
+    from workers.integration.task import DurableTask
+
+    if "fields" in FLAGS:
+        keep = {"first_failure_at", "attempt", "state", "checkpoint"}
+        claim = Store.claim
+
+        def trimmed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            claimed = claim(self, *args, **kwargs)
+            fields = getattr(claimed, "fields", None)
+            if fields is None:
+                return claimed
+            return dataclasses.replace(claimed, fields={k: v for k, v in fields.items()
+                                                        if k in keep})  # fmt: skip
+
+        Store.claim = trimmed  # type: ignore[method-assign]
+    if "timers" in FLAGS:
+        timers = Timers()
+        timers.overhead = timers.overhead_ns()
+        t = timers.wrap
+        Store.claim = t("Store.claim", Store.claim)  # type: ignore[method-assign]
+        Store.succeed = t("Store.succeed", Store.succeed)  # type: ignore[method-assign]
+        Script.__call__ = t("redis-py Script.__call__ (EVALSHA)", Script.__call__)  # type: ignore[method-assign]
+        LeaseKeeper.hold = t("LeaseKeeper.hold", LeaseKeeper.hold)  # type: ignore[method-assign]
+        LeaseKeeper.release = t("LeaseKeeper.release", LeaseKeeper.release)  # type: ignore[method-assign]
+        task_module._call = t("task._call (Runtime.call_redis)", task_module._call)
+
+        class TimedLog:
+            def __init__(self, inner: logging.Logger) -> None:
+                self._inner = inner
+                self.info = t("log.info (the per-job line)", inner.info)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._inner, name)
+
+        task_module.log = TimedLog(task_module.log)  # type: ignore[assignment]
+        call = t("DurableTask.__call__ (total)", DurableTask.__call__)
+
+        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return call(self, *args, **kwargs)
+            finally:
+                timers.jobs += 1
+                if timers.jobs % 250 == 0:
+                    timers.dump()
+
+        DurableTask.__call__ = counted  # type: ignore[method-assign]
+
+
+def _quiet_jobs_log(**_: Any) -> None:
+    jobs_log.setLevel(logging.WARNING)
+
+
+if SIDE == "plain":
+    _plain_patches()
+else:
+    _durable_patches()
+    if "nolog" in FLAGS:
+        _quiet_jobs_log()
+        after_setup_logger.connect(_quiet_jobs_log, weak=False)
