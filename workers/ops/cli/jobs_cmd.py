@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 import yaml
-from celery.app.utils import find_app
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
@@ -513,6 +512,8 @@ def _print_show(
 
 def _jobs_app(app_module: str) -> Any:
     """The Celery app ``-A MODULE`` names, found as ``celery -A`` finds it (exit 2 if not)."""
+    from celery.app.utils import find_app  # only here: other commands start without Celery
+
     try:
         return find_app(app_module)
     except Exception as error:
