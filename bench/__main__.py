@@ -13,12 +13,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import enqueue, harness, rabbit, state, throughput, timing
+from bench import cluster, enqueue, harness, rabbit, state, throughput, timing
 from bench.harness import Bench, check_same_config, load
 from bench.report import Row, Section, write
 from tests.support.worker_process import ROOT
 
-SCENARIOS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
+SCENARIOS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11")
 
 
 @dataclass
@@ -45,6 +45,9 @@ class Sizes:
     rabbit_retries: int = 4
     rabbit_lease: float = 5.0
     rabbit_delay: float = 5.0
+    cluster_jobs: int = 3_000
+    cluster_due: int = 1_000_000
+    cluster_claim: int = 20_000
 
 
 SMOKE = Sizes(
@@ -52,7 +55,7 @@ SMOKE = Sizes(
     precision_jobs=10, precision_rate=20.0, recovery_retries=2, recovery_cap=3.0,
     recovery_lease=2.0, recovery_delay=3.0, scale_sizes=[2_000, 4_000], scale_claim=1_000,
     enqueue_jobs=100, group_size=100, death_backlog=200, rabbit_retries=2, rabbit_lease=2.0,
-    rabbit_delay=3.0,
+    rabbit_delay=3.0, cluster_jobs=100, cluster_due=5_000, cluster_claim=500,
 )  # fmt: skip
 
 INTRO = [
@@ -118,6 +121,12 @@ def run(sizes: Sizes, only: set[str], base: Path | None = None) -> list[Section]
             print(f"bench: 10. recovery on RabbitMQ (load {load()})", file=sys.stderr)
             sections.append(rabbit.recovery_rabbitmq(
                 bench, sizes.rabbit_retries, sizes.rabbit_lease, sizes.rabbit_delay, sizes.runs,
+            ))  # fmt: skip
+        if "11" in only:
+            print(f"bench: 11. one Redis against a 3-master cluster (load {load()})",
+                  file=sys.stderr)  # fmt: skip
+            sections.append(cluster.one_against_three(
+                sizes.cluster_jobs, sizes.cluster_due, sizes.cluster_claim, sizes.runs,
             ))  # fmt: skip
     return sections
 

@@ -15,13 +15,16 @@ import pytest
 
 from bench.__main__ import SCENARIOS, parse, rows, run_and_write
 from bench.brokers import rabbitmq_unavailable
+from bench.cluster import cluster_unavailable
 
 # The fixture runs every scenario once for the module: a few dozen worker starts.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(500)]
 
 # Scenario 10 needs the machine's RabbitMQ; without one it writes why, and no rows.
 NO_RABBITMQ = rabbitmq_unavailable()
-MEASURED = set(SCENARIOS) - ({"10"} if NO_RABBITMQ else set())
+# Scenario 11 needs a redis-server that runs in cluster mode (and redis-cli).
+NO_CLUSTER = cluster_unavailable()
+MEASURED = set(SCENARIOS) - ({"10"} if NO_RABBITMQ else set()) - ({"11"} if NO_CLUSTER else set())
 
 
 @pytest.fixture(scope="module")
