@@ -38,6 +38,7 @@ from bench.harness import Bench, load, median
 from bench.plain_jobs import PLAIN_CONFIG
 from bench.records import due_key, start_key
 from bench.report import Row, Section
+from bench.timing import where_jobs_are
 from workers.core.store import Store
 
 
@@ -141,20 +142,9 @@ def _recover(bench: Bench, side: str, queue_type: str, retries: int, delay: floa
         running, *countdown = ids
         store = Store(bench.client)
         deadline = time.monotonic() + 60
-        due_ms: dict[str, float] = {}
         settled = 0
         while settled < 3:  # three checks in a row, 0.1 s apart: nothing in flight
-            started = bench.client.hexists(start_key(running), "1")
-            if side == "durable":
-                records = {job_id: store.get(job_id) or {} for job_id in countdown}
-                due_ms = {job_id: float(fields["next_attempt_at"]) for job_id, fields in
-                          records.items() if fields.get("state") == "retrying"}  # fmt: skip
-            else:
-                due_ms = {}
-                for job_id in countdown:
-                    first = bench.client.hget(start_key(job_id), "1")
-                    if first is not None:
-                        due_ms[job_id] = float(_text(first).split("|")[0]) + delay * 1000
+            started, due_ms = where_jobs_are(bench, store, side, running, countdown, delay)
             quiet = _ready(connection, queue) == 0
             settled = settled + 1 if started and len(due_ms) == retries and quiet else 0
             if time.monotonic() > deadline:

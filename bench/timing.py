@@ -71,19 +71,8 @@ def _recover(bench: Bench, side: str, retries: int, cap: float,
     running, *countdown = bench.publish_ids(side, "recovering", [(60.0,)] + [(0.0,)] * retries)
     store = Store(bench.client)
     deadline = time.monotonic() + 60
-    due_ms: dict[str, float] = {}
     while True:
-        started = bench.client.hexists(start_key(running), "1")
-        if side == "durable":
-            records = {job_id: store.get(job_id) or {} for job_id in countdown}
-            due_ms = {job_id: float(fields["next_attempt_at"]) for job_id, fields in
-                      records.items() if fields.get("state") == "retrying"}  # fmt: skip
-        else:
-            due_ms = {}
-            for job_id in countdown:
-                first = bench.client.hget(start_key(job_id), "1")
-                if first is not None:
-                    due_ms[job_id] = float(first.split("|")[0]) + delay * 1000
+        started, due_ms = where_jobs_are(bench, store, side, running, countdown, delay)
         if started and len(due_ms) == len(countdown) and bench.outstanding() == 1 + retries:
             break
         if time.monotonic() > deadline:
@@ -118,6 +107,27 @@ def _recover(bench: Bench, side: str, retries: int, cap: float,
         f"{max(due_ms.values()) - killed_ms:.0f} ms after the kill"
     )
     return delays, cap, held
+
+
+def where_jobs_are(
+    bench: Bench, store: Store, side: str, running: str, countdown: list[str], delay: float
+) -> tuple[bool, dict[str, float]]:
+    """Whether the running job's body started, and each countdown retry's due time
+    (ms) once its first attempt failed: from the record (durable) or from the first
+    attempt's start plus the delay (plain Celery keeps no record)."""
+    started = bool(bench.client.hexists(start_key(running), "1"))
+    due_ms: dict[str, float] = {}
+    if side == "durable":
+        records = {job_id: store.get(job_id) or {} for job_id in countdown}
+        due_ms = {job_id: float(fields["next_attempt_at"]) for job_id, fields in
+                  records.items() if fields.get("state") == "retrying"}  # fmt: skip
+        return started, due_ms
+    for job_id in countdown:
+        first = bench.client.hget(start_key(job_id), "1")
+        if first is not None:
+            text = first.decode() if isinstance(first, bytes) else first
+            due_ms[job_id] = float(text.split("|")[0]) + delay * 1000
+    return started, due_ms
 
 
 def recovery(bench: Bench, retries: int, cap: float, lease: float, delay: float) -> Section:
