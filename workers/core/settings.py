@@ -155,8 +155,9 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         description="Redis that holds the job state (attempts, schedule, leases): "
-        "redis://, rediss://, unix://, or sentinel://H:P;sentinel://H:P[/DB] with "
-        "DURABLE_REDIS_SENTINEL_MASTER.",
+        "redis://, rediss://, unix://, sentinel://H:P;sentinel://H:P[/DB] with "
+        "DURABLE_REDIS_SENTINEL_MASTER, or redis+cluster://H:P[,H:P...] (rediss+cluster:// "
+        "for TLS) with DURABLE_BROKER_URL set elsewhere.",
     )
     redis_sentinel_master: str | None = Field(
         default=None,
