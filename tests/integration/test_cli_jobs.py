@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from workers.core.outcomes import Payload
 from workers.core.store import Claimed, Store
 from workers.ops.cli import cli
 from workers.ops.cli.common import ExitCode
+from workers.ops.embedded_redis import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -97,10 +97,8 @@ def run_json(*args: str) -> Any:
 
 
 def closed_port() -> int:
-    """A loopback port where nothing listens (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port where nothing listens (outside the ephemeral range: see free_port)."""
+    return free_port()
 
 
 @pytest.fixture

