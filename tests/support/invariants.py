@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import redis
 
@@ -97,26 +98,52 @@ class InvariantChecker:
         store has one shard, each job in its own (on its shard's slot) where it has more."""
         with self._lock:
             ids = list(self.job_ids)
-        groups = [[job_id] for job_id in ids] if self.layout.sharded else [ids]
-        pipe = self.client.pipeline(transaction=False)
+        if not self.layout.sharded:
+            rows = self._read_on(self.client, [ids], self.keys.base)
+        elif not self.replicas:
+            rows = self._read_on(self.client, [[job_id] for job_id in ids], None)
+        else:  # WAIT has no key: each master's jobs on that master's own connection
+            cluster = cast(redis.RedisCluster, self.client)
+            by_node: dict[str, list[str]] = {}
+            for job_id in ids:
+                node = cluster.get_node_from_key(self.layout.of(job_id).due)
+                by_node.setdefault(node.name, []).append(job_id)
+            found: dict[str, tuple[str, str, int]] = {}
+            try:
+                for name, group in by_node.items():
+                    client = cluster.get_redis_connection(cluster.get_node(node_name=name))
+                    probe = self.layout.of(group[0]).base
+                    node_rows = self._read_on(client, [[i] for i in group], probe)
+                    found.update(zip(group, node_rows, strict=True))
+            except redis.RedisError:
+                cluster.nodes_manager.initialize()  # a master died or moved: relearn the slots
+                raise
+            rows = [found[job_id] for job_id in ids]
+        return [(job_id, state or None, int(attempt or 0), bool(indexed))
+                for job_id, (state, attempt, indexed) in zip(ids, rows, strict=True)]  # fmt: skip
+
+    def _read_on(
+        self, client: redis.Redis, groups: list[list[str]], probe: str | None
+    ) -> list[tuple[str, str, int]]:
+        """READ_JOBS once per group, in one pipeline; with ``replicas``, then a write
+        on ``probe``'s slot and a WAIT on the same connection: a replica that has the
+        write has everything the reads saw."""
+        pipe = client.pipeline(transaction=False)
         for group in groups:
             k = self.layout.of(group[0]) if group else self.keys
             pipe.execute_command("EVAL", READ_JOBS, 4 + len(group), k.due, k.leases, k.parked,
                                  k.unclaimed, *(k.job(i) for i in group), *group)  # fmt: skip
-        if self.replicas:
-            # A write after the reads, on their connection: a replica that has it
-            # has everything they saw.
-            pipe.incr(f"{self.layout.prefix}:test:invariant-samples")
+        confirm = bool(self.replicas) and probe is not None
+        if confirm:
+            pipe.incr(f"{probe}:test:invariant-samples")
             pipe.wait(self.replicas, 1000)
         replies = pipe.execute()
-        if self.replicas:
+        if confirm:
             reached = int(replies[-1])
             if reached < self.replicas:
                 raise NotReplicated(f"{reached} of {self.replicas} replicas hold the sample")
             replies = replies[:-2]
-        rows = [row for group_rows in replies for row in group_rows]
-        return [(job_id, state or None, int(attempt or 0), bool(indexed))
-                for job_id, (state, attempt, indexed) in zip(ids, rows, strict=True)]  # fmt: skip
+        return [tuple(row) for group_rows in replies for row in group_rows]
 
     def sample(self) -> int:
         """Read every job once; record attempts that went backwards and stranded jobs."""

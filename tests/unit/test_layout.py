@@ -84,8 +84,6 @@ def test_shard_setting_defaults_by_url():
         ({"DURABLE_BROKER_URL": "redis+cluster://:pw-42@h:7000"}, "kombu has no Redis Cluster"),
         ({"DURABLE_REDIS_URL": "redis+cluster://:pw-42@h"}, "HOST:PORT"),
         ({"DURABLE_REDIS_URL": "redis+cluster://:pw-42@h:1/3"}, "only database 0"),
-        ({"DURABLE_REDIS_URL": "redis+cluster://:pw-42@h:1", "DURABLE_BROKER_URL": "redis://b:1",
-          "DURABLE_REDIS_MIN_REPLICAS": "1"}, "MIN_REPLICAS"),
     ],
 )  # fmt: skip
 def test_cluster_urls_are_checked_and_passwords_never_shown(env, says):

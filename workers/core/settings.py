@@ -330,11 +330,6 @@ class Settings(BaseSettings):
                 "no hash tag); give at least 2, far more than the masters (default "
                 f"{DEFAULT_CLUSTER_SHARDS})"
             )
-        if self.redis_min_replicas:
-            raise ValueError(
-                "DURABLE_REDIS_MIN_REPLICAS is not supported on a Redis Cluster yet (WAIT "
-                "must run on each script's own node); leave it at 0"
-            )
         return self
 
     @model_validator(mode="after")

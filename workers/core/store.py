@@ -12,6 +12,7 @@ still agree on what is due and whose lease has ended.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
@@ -305,12 +306,31 @@ class Store:
 
     def _run_replicated(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """The script, then WAIT on the same connection (WAIT counts the replicas that
-        have this connection's writes); fewer than ``min_replicas`` is a failed write."""
+        have this connection's writes); fewer than ``min_replicas`` is a failed write.
+        On a Cluster both go to the master of the keys' slot, on that node's own
+        connection (WAIT has no key to route by)."""
+        if not self.cluster:
+            return self._script_then_wait(self.redis, name, keys, args)
+        cluster = cast(redis.RedisCluster, self.redis)
+        try:
+            node_client = cluster.get_redis_connection(cluster.get_node_from_key(keys[0]))
+            return self._script_then_wait(node_client, name, keys, args)
+        except (SlotNotCoveredError, redis.exceptions.MovedError, redis.ConnectionError,
+                redis.TimeoutError) as exc:  # fmt: skip
+            # The slot's master died or moved (a failover): relearn the slot map, so
+            # the caller's next try (it waits on an unreachable Redis) finds the new one.
+            with contextlib.suppress(redis.RedisError):
+                cluster.nodes_manager.initialize()
+            raise _unreachable(exc) from exc
+
+    def _script_then_wait(
+        self, client: redis.Redis, name: str, keys: list[str], args: list[Any]
+    ) -> Any:
         script = self._scripts[name]
         # EVALSHA itself, not the Script in the pipeline: that costs a SCRIPT EXISTS
         # round trip per call. NOSCRIPT (a promoted replica's empty cache) ran nothing.
         for loaded in (False, True):
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             pipe.evalsha(script.sha, len(keys), *keys, *args)
             pipe.wait(self.min_replicas, self.min_replicas_timeout_ms)
             try:
@@ -319,7 +339,7 @@ class Store:
             except redis.exceptions.NoScriptError:
                 if loaded:
                     raise
-                self.redis.script_load(script.script)
+                client.script_load(script.script)
         if int(reached) < self.min_replicas:
             raise ReplicasBehind(
                 f"NOREPLICAS {name}: {int(reached)} of the {self.min_replicas} replicas "
