@@ -24,6 +24,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(500)]
 NO_RABBITMQ = rabbitmq_unavailable()
 # Scenario 11 needs a redis-server that runs in cluster mode (and redis-cli).
 NO_CLUSTER = cluster_unavailable()
+# Scenario 3's figures are one run minus another (the retry path's per job, less
+# the success path's), not measurements of their own.
+DIFFERENCES = {"3"}
 MEASURED = set(SCENARIOS) - ({"10"} if NO_RABBITMQ else set()) - ({"11"} if NO_CLUSTER else set())
 
 
@@ -42,6 +45,10 @@ def test_every_scenario_has_rows_with_positive_numbers(smoke: list) -> None:
     measured = rows(smoke)
     assert {row.scenario for row in measured} == MEASURED
     for row in measured:
+        if row.scenario in DIFFERENCES:
+            # At smoke sizes two runs' CPU differ by noise: a difference may be < 0.
+            assert math.isfinite(row.ours) and (row.plain is None or math.isfinite(row.plain))
+            continue
         assert row.ours >= 0 and not math.isnan(row.ours), row
         if row.plain is not None:
             assert row.plain > 0, row
