@@ -248,6 +248,43 @@ def _enqueue(env: dict[str, str], groups: list[list[tuple[str, list[object]]]]) 
     return cast(list[list[str]], json.loads(made.stdout.strip().splitlines()[-1]))
 
 
+def test_a_lost_master_holds_up_only_its_own_shards_retries(tmp_path, redis_server,
+                                                            start_worker):  # fmt: skip
+    """A master SIGKILLed with no replica to promote: the sweepers keep publishing the
+    due retries of the other masters' shards (they sweep master by master), and the
+    lost master's jobs finish once it is back, each attempt's body run once."""
+    topology = _start(tmp_path / "sweep")
+    try:
+        env = {**_env(topology, redis_server.url), RUNS_URL: redis_server.url}
+        store = _store(topology, redis_server.url)
+        fleet_master = topology.master_of(store.fleet.nodes)  # heartbeats live there
+        victim = next(node for node in topology.nodes[: topology.masters]
+                      if node is not fleet_master)  # fmt: skip
+        start_worker("m1", env=env)
+        sender = Sender(redis_server.url, store, name="lost-master-client")
+        (ids,) = _enqueue(env, [[("fail_once_long", [])] * 40])  # due-set retries (4 s)
+        on_victim = [i for i in ids if topology.master_of(store.layout.of(i).due) is victim]
+        elsewhere = [i for i in ids if i not in on_victim]
+        assert on_victim and elsewhere
+        def waiting(group: list[str]) -> int:
+            return sum(sender.state(i) is JobState.RETRYING for i in group)
+
+        wait_for(lambda: waiting(elsewhere) >= 10 and waiting(on_victim) >= 3, 30,
+                 "retries to wait on every master")  # fmt: skip
+        victim.kill()
+        wait_for(lambda: sender.all_succeeded(elsewhere), 60,
+                 "the other masters' retries to run while one master is down")  # fmt: skip
+        victim.start()  # AOF on: its jobs are as they were
+        topology.wait_ready(30)
+        wait_for(lambda: sender.all_succeeded(ids), 60, "the lost master's jobs to finish")
+        runs = redis_server.client()
+        assert {i: jobs.body_runs(runs, i) for i in ids} == {i: {1: 1, 2: 1} for i in ids}
+        sender.app.close()
+    finally:
+        topology.stop()
+
+
+
 
 def test_retrying_jobs_on_workers_with_a_sigkill_list_and_kill(fresh, redis_server,
                                                                start_worker):  # fmt: skip

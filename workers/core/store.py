@@ -282,6 +282,10 @@ class Store:
                 raise reply
         return replies
 
+    def _keys_of(self, shards: Sequence[int] | None) -> Sequence[Keys]:
+        """The key names of ``shards`` (default: every shard)."""
+        return self.layout.all if shards is None else [self.layout.shard(n) for n in shards]
+
     def _by_shard(self, ids: Iterable[str]) -> dict[int, list[str]]:
         groups: dict[int, list[str]] = {}
         for job_id in ids:
@@ -550,6 +554,23 @@ class Store:
         n = self.layout.shards
         return [(start + i) % n for i in range(n)]
 
+    def shard_groups(self, shards: Sequence[int]) -> list[list[int]]:
+        """``shards`` split by the Redis node that holds each now (one group off a
+        Cluster), each group in the given order: a sweeper step that fails on one
+        master then leaves the other masters' shards done. Uncovered slots (a master
+        lost, none promoted yet) form a group of their own."""
+        if not self.cluster:
+            return [list(shards)]
+        cluster = cast(redis.RedisCluster, self.redis)
+        groups: dict[str, list[int]] = {}
+        for n in shards:
+            try:
+                node = str(cluster.get_node_from_key(self.layout.shard(n).due).name)
+            except SlotNotCoveredError:
+                node = ""
+            groups.setdefault(node, []).append(n)
+        return list(groups.values())
+
     def per_shard_limit(self, limit: int) -> int:
         """A pass's share of ``limit`` for each shard: a pass over every shard takes
         about ``limit`` entries in all, whatever the number of shards."""
@@ -600,14 +621,16 @@ class Store:
             )  # fmt: skip
         return jobs
 
-    def take_unclaimed(self, published_before_ms: int, limit: int) -> list[DueJob]:
+    def take_unclaimed(
+        self, published_before_ms: int, limit: int, shards: Sequence[int] | None = None
+    ) -> list[DueJob]:
         """The oldest first attempts published before the cutoff and still unclaimed,
-        at most ``limit`` (over every shard); each is re-scored to now (taken once
-        per cutoff)."""
+        at most ``limit`` (over ``shards``, default every shard); each is re-scored to
+        now (taken once per cutoff)."""
         if limit <= 0:
             return []
         pipe = self.redis.pipeline(transaction=False)
-        for k in self.layout.all:
+        for k in self._keys_of(shards):
             pipe.zrangebyscore(k.unclaimed, "-inf", f"({published_before_ms}", start=0,
                                num=limit, withscores=True)  # fmt: skip
         entries = sorted(
@@ -650,7 +673,10 @@ class Store:
         (from now); returns Redis' now (ms)."""
         return int(self._run("lost_messages", [self.fleet.last_death], []))
 
-    def pull_held(self, died_ms: int, within_ms: int, limit: int = 1000) -> int:
+    def pull_held(
+        self, died_ms: int, within_ms: int, limit: int = 1000,
+        shards: Sequence[int] | None = None,
+    ) -> int:  # fmt: skip
         """After a death noticed at ``died_ms``: bring forward the due entries of
         retries a broker message held since before then, to their due time.
 
@@ -661,7 +687,7 @@ class Store:
         # Read the window first, then pull: a pulled entry moves inside it, which
         # would shift the pages of a scan that pulled as it went.
         window: list[tuple[Keys, str]] = []
-        for k in self.layout.all:
+        for k in self._keys_of(shards):
             taken = 0
             while True:
                 page = self.redis.zrangebyscore(

@@ -19,7 +19,9 @@ With several shards (``DURABLE_REDIS_SHARDS``) each step visits every shard in
 one pipeline (a round trip per Redis node), taking at most its share of the
 batch from each, so a pass does about the same work whatever the shard count;
 each sweeper starts its passes at another shard (random, then moving round),
-so sweepers that run at once begin on different shards.
+so sweepers that run at once begin on different shards. On a Redis Cluster the
+steps run master by master, so a master that is down (until its replica is
+promoted) holds up only its own shards.
 
 While Redis refuses writes or cannot be reached, passes fail: that is told
 once per streak (a refusal through ``Runtime.refusals``), and for one lease
@@ -43,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
+from redis.exceptions import ClusterDownError
 
 from policies import Event, RetryPolicy, decide
 from workers.core.attempt import Attempt
@@ -127,61 +130,79 @@ class Sweeper:
     # -- one pass -----------------------------------------------------------------
 
     def run_once(self) -> SweepReport:
+        """One pass. On a Redis Cluster the shard steps run master by master: a master
+        that cannot be reached fails its own shards' part (raised at the end, so the
+        pass still counts as failed), and the other masters' shards are swept."""
         report = SweepReport()
-        self._pass_shards = self._shards()
+        store = self.rt.store
         trusted = time.monotonic() >= self._distrust_until
-        now_ms, report.dead_workers = self.rt.store.heartbeat(
+        now_ms, report.dead_workers = store.heartbeat(
             self.owner, self.rt.lease_ms if trusted else NEVER_MS, self.capacity
         )
         for node in report.dead_workers:
             log.warning("durable-retry: worker %s stopped answering; its countdown retries "
                         "and unstarted first attempts will be published by the sweepers",
                         node)  # fmt: skip
-        report.republished = self.republish_unclaimed(now_ms, report.dead_workers)
-        report.pulled = self.pull_held(now_ms, report.dead_workers)
-        # Expired leases first: an interruption recorded now with no backoff is due
-        # now, and this pass publishes it (the other order waited a pass).
-        report.recovered = self.recover_expired_leases(report) if trusted else 0
-        report.dispatched = self.dispatch_due()
-        report.unparked = self.unpark()
+        died_ms = self._death_noticed(now_ms, report.dead_workers)
+        dead_capacity = (
+            store.fleet_capacity(report.dead_workers, unknown=UNKNOWN_NODE_CAPACITY)
+            if report.dead_workers else 0
+        )  # fmt: skip
+        unreachable: list[redis.RedisError] = []
+        for group in store.shard_groups(self._shards()):
+            self._pass_shards = group
+            try:
+                report.republished += self.republish_unclaimed(now_ms, dead_capacity)
+                report.pulled += self.pull_held(died_ms)
+                # Expired leases first: an interruption recorded now with no backoff is
+                # due now, and this pass publishes it (the other order waited a pass).
+                report.recovered += self.recover_expired_leases(report) if trusted else 0
+                report.dispatched += self.dispatch_due()
+                report.unparked += self.unpark()
+            except (redis.ConnectionError, redis.TimeoutError, ClusterDownError) as exc:
+                unreachable.append(exc)  # its shards wait for a pass that reaches them
+        self._pass_shards = []
         # Counted for metrics; no round trip when the pass recovered nothing.
-        self.rt.store.add_stats(
+        store.add_stats(
             {
                 "recoveries:due": report.dispatched,
                 "recoveries:lease": report.recovered,
                 "recoveries:unclaimed": report.republished,
             }
         )
+        if unreachable:
+            raise unreachable[0]
         settings = self.rt.settings
         trim_every = min(TRIM_EVERY_SECONDS, settings.retention / 2,
                          settings.succeeded_retention / 2)  # fmt: skip
         if time.monotonic() - self._last_trim >= trim_every:
             self._last_trim = time.monotonic()
-            report.trimmed = self.rt.store.trim_ended()
+            report.trimmed = store.trim_ended()
         return report
 
     def _visit(self) -> list[int]:
-        """The shards of this pass (every shard, from this sweeper's offset)."""
+        """The shards this step visits: the pass's group (every shard off a pass)."""
         return self._pass_shards or self.rt.store.shard_numbers()
 
-    def republish_unclaimed(self, now_ms: int, dead_workers: list[str]) -> int:
+    def republish_unclaimed(self, now_ms: int, dead_capacity: int) -> int:
         """Publish again first attempts that may have been lost; returns how many.
 
         A worker pops messages from the head of its queue, so what a dead
         worker held (popped, prefetched, or lost by kombu between its pop and
         its unacked record) is among the oldest unclaimed first attempts: at
-        most the fleet's prefetch capacity of them. Those are copied once per
-        death, whatever the backlog behind them; claim drops every extra copy.
-        Any first attempt unclaimed for the safety time (the broker's
-        visibility timeout) is copied too: a message lost without a death.
+        most the fleet's prefetch capacity of them (``dead_capacity``, 0 when
+        no worker died). Those are copied once per death, whatever the backlog
+        behind them; claim drops every extra copy (on a Cluster each master's
+        shards give up to that many). Any first attempt unclaimed for the safety
+        time (the broker's visibility timeout) is copied too: a message lost
+        without a death.
         """
         store = self.rt.store
         jobs = []
-        if dead_workers:
-            limit = store.fleet_capacity(dead_workers, unknown=UNKNOWN_NODE_CAPACITY)
-            jobs += store.take_unclaimed(now_ms, limit)
+        if dead_capacity:
+            jobs += store.take_unclaimed(now_ms, dead_capacity, shards=self._visit())
         safety_ms = int(self.rt.settings.effective_visibility_timeout * 1000)
-        jobs += store.take_unclaimed(now_ms - safety_ms, BATCH)
+        jobs += store.take_unclaimed(now_ms - safety_ms, BATCH, shards=self._visit())
         for job in jobs:
             self.publisher.publish(
                 NextAttempt(
@@ -199,20 +220,26 @@ class Sweeper:
         broker's visibility timeout. The next pass counts it as a death."""
         self._messages_lost.set()
 
-    def pull_held(self, now_ms: int, dead_workers: list[str]) -> int:
-        """After a death or a lost connection, pull held retries forward to their
-        due time (they waited for the safety time); returns how many moved."""
-        store = self.rt.store
+    def _death_noticed(self, now_ms: int, dead_workers: list[str]) -> int | None:
+        """When this pass counts a death from (Redis ms), or None: a worker judged
+        dead now, or this worker's own broker connection re-made (recorded as the
+        fleet's last death, cleared only once recorded: a failed pass retries)."""
         if self._messages_lost.is_set():
-            now_ms = store.lost_messages()  # cleared only once recorded: a failed pass retries
+            now_ms = self.rt.store.lost_messages()
             self._messages_lost.clear()
             log.warning("durable-retry: this worker's broker connection was re-made; the "
                         "countdown retries it held will be published by the sweepers")  # fmt: skip
-        elif not dead_workers:
+            return now_ms
+        return now_ms if dead_workers else None
+
+    def pull_held(self, died_ms: int | None) -> int:
+        """After a death or a lost connection, pull held retries forward to their
+        due time (they waited for the safety time); returns how many moved."""
+        if died_ms is None:
             return 0
         lease = self.rt.lease_ms
         window = int(self.rt.settings.max_countdown * 1000) + lease + SAFETY_LEASES * lease
-        return store.pull_held(now_ms, within_ms=window)
+        return self.rt.store.pull_held(died_ms, within_ms=window, shards=self._visit())
 
     def dispatch_due(self) -> int:
         store = self.rt.store
