@@ -18,7 +18,6 @@ from collections.abc import Iterator, Mapping
 from importlib import resources
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from policies.errors import PolicyError, UnknownPolicyError, problems_from_validation, where
@@ -101,6 +100,8 @@ class Catalog:
 
 
 def _read_yaml(text: str, source: str) -> object:
+    import yaml  # here, not at the top: most retryctl commands parse no YAML (~50 ms)
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:

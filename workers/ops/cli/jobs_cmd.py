@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import click
-import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
@@ -502,6 +501,8 @@ def _print_show(
     click.echo(f"policy {policy.name} (effective values; {view.source}):")
     if view.note:
         click.echo(f"  note: {view.note}")
+    import yaml  # here: only this command writes YAML (see policies.catalog)
+
     text = yaml.safe_dump(policy.effective(), sort_keys=False, default_flow_style=False)
     for line in text.rstrip().splitlines():
         click.echo(f"  {line}")
