@@ -47,6 +47,24 @@ def test_sigkill_of_worker_holding_a_countdown_retry_runs_it_elsewhere_in_time(
     assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1}
 
 
+def test_a_live_workers_countdown_retry_is_left_to_its_worker(redis_client, start_worker):
+    """No crash: the held retry's due entry waits at its safety time (ten leases after
+    it is due) from the start, so no sweeper takes it, and the countdown delivery
+    runs attempt 2 (issue 13: no sweeper script call per countdown retry)."""
+    start_worker("w1")
+    job_id = jobs.fail_once_slowly.delay().id
+    waiting = wait_for(lambda: in_state(job_id, JobState.RETRYING), 30, "attempt 1 to fail")
+    store = runtime().store
+    fields = store.get(job_id)
+    assert fields is not None and fields.get("held")
+    score = redis_client.zscore(store.keys.due, job_id)
+    assert score == int(fields["next_attempt_at"]) + runtime().held_safety_ms
+    done = wait_for(lambda: in_state(job_id, JobState.SUCCEEDED), 30, "attempt 2")
+    assert done.attempts == 2 and waiting.attempts == 1
+    assert jobs.body_runs(redis_client, job_id) == {1: 1, 2: 1}
+    assert store.stats().get("recoveries:due", 0) == 0  # no sweeper published it
+
+
 def test_sigkill_of_worker_while_the_body_runs_is_an_interruption(redis_client, start_worker):
     first = start_worker("w1")
     job_id = jobs.sleepy.delay(4).id

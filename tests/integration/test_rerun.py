@@ -76,3 +76,21 @@ def test_another_delivery_or_a_late_worker_after_a_takeover_stays_stale(store):
                       reason="r", give_up=False, delay_ms=2000,
                       retention_ms=60_000).kind is FailKind.RETRY  # fmt: skip
     assert _fail(store, taken, "tok4").kind is FailKind.STALE
+
+
+def test_releasing_a_hold_brings_the_retry_back_to_its_due_time(store):
+    """A countdown retry the broker would not take (recorder.py): the hold goes and
+    its due entry moves from the safety time back to the due time, so a sweeper
+    publishes it when due; a job no longer in the due set stays out of it."""
+    job_id = _running(store, "tok5")
+    failed = _fail(store, job_id, "tok5", grace=runtime().held_safety_ms)
+    assert store.redis.zscore(store.keys.due, job_id) == failed.due_ms + runtime().held_safety_ms
+    store.release_hold(job_id)
+    record = store.get(job_id)
+    assert record is not None and "held" not in record
+    assert store.redis.zscore(store.keys.due, job_id) == failed.due_ms == int(
+        record["next_attempt_at"]
+    )
+    gone = _running(store, "tok6")  # running: no due entry
+    store.release_hold(gone)
+    assert store.redis.zscore(store.keys.due, gone) is None

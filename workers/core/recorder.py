@@ -58,7 +58,7 @@ def record_failure(
             attempt.job_id, attempt.number, attempt.owner,
             event=failure.event.value, error=error_text(failure), reason=decision.reason,
             give_up=give_up, delay_ms=int(delay * 1000),
-            sweeper_grace_ms=rt.lease_ms if rides_countdown else 0,
+            sweeper_grace_ms=rt.held_safety_ms if rides_countdown else 0,
             max_retrying=policy.max_retrying, retention_ms=int(settings.retention * 1000),
             history=settings.history_attempts,
             # The worker that ran it: a sweeper judging a lost attempt holds its lease now.

@@ -30,6 +30,9 @@ from workers.core.webhook import send_webhook
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# A countdown retry held by a live worker is published anyway once it is this
+# many leases overdue: a safety net for a message lost without a worker dying.
+SAFETY_LEASES = 10
 
 
 @dataclass
@@ -63,6 +66,14 @@ class Runtime:
     @property
     def lease_ms(self) -> int:
         return int(self.settings.lease_seconds * 1000)
+
+    @property
+    def held_safety_ms(self) -> int:
+        """How long after its due time a retry a broker message holds is published
+        anyway (a message lost without a worker death): ``SAFETY_LEASES`` leases.
+        Its due-set entry is scored there from the start, so a healthy fleet's
+        sweepers never touch it; a noticed death pulls it forward (pull_held)."""
+        return SAFETY_LEASES * self.lease_ms
 
     def call_redis(self, action: Callable[[], T], what: str) -> T:
         """Run ``action``, retrying while Redis is unreachable or refuses writes;

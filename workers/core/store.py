@@ -726,10 +726,18 @@ class Store:
     def release_hold(self, job_id: str) -> None:
         """The countdown of a retry was not published: let a sweeper publish it when due.
 
-        A plain HDEL: at worst it releases a later hold of the same job, which
-        costs one extra message that claim drops.
+        Drops the hold and brings its due entry back from the safety time to the
+        due time (XX: only an entry still there; LT: only ever earlier). Not one
+        script: at worst it releases a later hold of the same job, which costs
+        one extra message that claim drops.
         """
-        self.redis.hdel(self.layout.of(job_id).job(job_id), "held")
+        k = self.layout.of(job_id)
+        due = self.redis.hget(k.job(job_id), "next_attempt_at")
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hdel(k.job(job_id), "held")
+        if due is not None:
+            pipe.zadd(k.due, {job_id: int(due)}, xx=True, lt=True)
+        pipe.execute()
 
     def expired_leases(
         self, limit: int, shards: Sequence[int] | None = None

@@ -8,8 +8,9 @@ Each pass (every ``DURABLE_SWEEP_SECONDS``):
    with no backoff among them): long delays held only in Redis, and
    countdown retries a worker may have lost: once a death (or a worker's lost
    broker connection) is noticed, the held retries are pulled forward to their
-   due time and published then; with no death, a held retry is checked once
-   and published only at the safety time (a message lost without a death);
+   due time and published then; with no death, a held retry's entry waits at
+   its safety time (where it was scored) and is published only then (a
+   message lost without a death);
 3. unparks jobs, oldest first, when their policy's ``max_retrying`` has room;
 4. now and then, trims index entries of expired records.
 
@@ -61,9 +62,6 @@ from workers.core.runtime import Runtime
 log = logging.getLogger(__name__)
 
 BATCH = 500
-# A countdown retry held by a live worker is published anyway once it is this
-# many leases overdue: a safety net for a message lost without a worker dying.
-SAFETY_LEASES = 10
 # Trimming is cheap (one ZREMRANGEBYSCORE per ended state), but there is no
 # hurry either: a stale index entry only points at an expired record.
 TRIM_EVERY_SECONDS = 10.0
@@ -238,7 +236,7 @@ class Sweeper:
         if died_ms is None:
             return 0
         lease = self.rt.lease_ms
-        window = int(self.rt.settings.max_countdown * 1000) + lease + SAFETY_LEASES * lease
+        window = int(self.rt.settings.max_countdown * 1000) + lease + self.rt.held_safety_ms
         return self.rt.store.pull_held(died_ms, within_ms=window, shards=self._visit())
 
     def dispatch_due(self) -> int:
@@ -248,7 +246,7 @@ class Sweeper:
         if not ids:
             return 0
         published = 0
-        for job in store.dispatched(ids, safety_ms=SAFETY_LEASES * self.rt.lease_ms):
+        for job in store.dispatched(ids, safety_ms=self.rt.held_safety_ms):
             if job.state != "queued":
                 continue
             policy = self.policy_for(job.task, job.policy)

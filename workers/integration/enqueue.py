@@ -178,7 +178,7 @@ class FirstMessage:
             enqueued = rt.store.enqueue(
                 self._job_id, task=self._task, policy=self._policy, payload=payload,
                 countdown_ms=countdown_ms, broker_holds=broker_holds,
-                sweeper_grace_ms=rt.lease_ms if countdown_ms else 0,
+                sweeper_grace_ms=rt.held_safety_ms if countdown_ms else 0,
             )  # fmt: skip
         except redis.RedisError as exc:
             reason = refusal_reason(exc)

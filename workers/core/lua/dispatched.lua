@@ -19,7 +19,10 @@
 --          last_event, held_by} (held_by "budget": its retry-budget slot is taken):
 -- state "queued" means publish it now; "held" means a live worker holds it:
 -- its due entry moves to the safety time (next_attempt_at + margin), so a
--- healthy fleet checks a held retry once; a noticed death pulls it forward
+-- healthy fleet checks a held retry once (fail and enqueue score a held
+-- retry at its safety time from the start; this is for an older release's
+-- entries, due + one lease, and for messages a sweeper published); a noticed
+-- death pulls it forward
 -- again (pull_held); any other
 -- state (killed, running, gone) means do not publish, and the entry is dropped;
 -- "paused": its policy or task is paused, it moved to the deferred set.

@@ -11,7 +11,8 @@
 -- ARGV[9] "broker" when a broker message holds the job (now, or on its
 --         countdown), "redis" when only the due set holds it (a countdown
 --         longer than DURABLE_MAX_COUNTDOWN: the sweeper publishes it when due)
--- ARGV[10] sweeper grace ms (due-set score of a broker-held countdown = due + grace)
+-- ARGV[10] sweeper grace ms (due-set score of a broker-held countdown = due + grace,
+--          its safety margin: ten leases)
 --
 -- Returns {"new", now_ms, due_ms}, or {"exists", state, attempt} when the id
 -- is known already (enqueued twice, or killed before it was enqueued): the

@@ -12,7 +12,8 @@
 -- ARGV[4] event           ARGV[5] error text     ARGV[6] decision reason
 --                         (kept for dead and parked jobs only)
 -- ARGV[7] "retry" | "dead"
--- ARGV[8] delay ms        ARGV[9] sweeper grace ms (due-set score = due + grace);
+-- ARGV[8] delay ms        ARGV[9] sweeper grace ms (due-set score = due + grace:
+--                         the held retry's safety margin, ten leases);
 --                         > 0 means a broker countdown holds the retry: the
 --                         job is marked "held" (since now) and a sweeper
 --                         publishes it only if a worker died since then
