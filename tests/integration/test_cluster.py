@@ -28,7 +28,7 @@ from tests.support.background import Background
 from tests.support.bodyruns import RUNS_URL
 from tests.support.cli import run_retryctl
 from tests.support.cluster import NODE_TIMEOUT_MS, Cluster
-from tests.support.invariants import InvariantChecker, Sampler
+from tests.support.invariants import InvariantChecker, Sampler, attempts_unaccounted
 from tests.support.ops import control_of
 from tests.support.sender import Sender
 from tests.support.topology import started_or_skipped
@@ -405,7 +405,10 @@ def test_a_master_failover_under_load_loses_no_job(ha_cluster, redis_server, sta
     attempts = checker.check_bodies()
     checker.assert_held()
     assert during > 0, f"no sample confirmed during the failover ({sampler.failed_samples} failed)"
-    assert attempts >= 140 * 4 + 60 * 2  # every body's run was counted
+    assert attempts >= len(ids) * 2
+    records = {i: r for i in ids if (r := control_of(store).status(i)) is not None}
+    assert len(records) == len(ids)
+    assert not attempts_unaccounted(records, redis_server.client())
     for worker in workers:
         assert worker.process is not None and worker.process.poll() is None, worker.name
     print(

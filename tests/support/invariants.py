@@ -17,15 +17,17 @@ here) and the jobs of a test, an :class:`InvariantChecker` answers:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
 import redis
 
+from policies import Event
 from tests.jobs import body_runs
 from tests.support.background import Background
 from workers.core.keys import Layout
+from workers.core.records import JobRecord
 
 TERMINAL = frozenset({"succeeded", "dead", "killed"})
 
@@ -55,6 +57,25 @@ class Violations:
 
     def all(self) -> list[str]:
         return self.stranded + self.duplicates + self.backwards
+
+
+def attempts_unaccounted(records: Mapping[str, JobRecord], runs: redis.Redis) -> list[str]:
+    """Jobs with attempts that neither ran a body nor were judged an interruption.
+
+    Through a failover an attempt can end without its body: its claim was applied
+    but the reply (or its WAIT) was lost, the worker never ran the body, and the
+    lease ran out: an ``interruption``, as the policy counts it. Every attempt up
+    to the job's last must be one or the other; a body count alone would call
+    such an attempt lost."""
+    problems = []
+    for job_id, record in records.items():
+        ran = set(body_runs(runs, job_id))
+        without = sorted(set(range(1, record.attempts + 1)) - ran)
+        interrupted = record.failures.get(Event.INTERRUPTION, 0)
+        if len(without) > interrupted:
+            problems.append(f"{job_id}: attempts {without} ran no body; {interrupted} "
+                            f"interruption(s) recorded")  # fmt: skip
+    return problems
 
 
 class NotReplicated(redis.RedisError):
