@@ -24,7 +24,7 @@ Limit = Literal["event", "never_retry", "not_retry_on", "duration", "max_attempt
 MESSAGE_LIMIT = 200
 
 # defer_build: the validators are built on first use, not at import (retryctl
-# commands that never validate a policy start ~0.2 s sooner).
+# commands that never validate a policy start a little sooner: ~0.03 s measured).
 _FROZEN = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 

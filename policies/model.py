@@ -42,7 +42,7 @@ DEFAULT_WINDOW = 3600.0
 """The retry window when a policy sets none: one hour from the first failure."""
 
 # defer_build: the validators are built on first use, not at import (retryctl
-# commands that never validate a policy start ~0.2 s sooner).
+# commands that never validate a policy start a little sooner: ~0.03 s measured).
 _FROZEN = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 

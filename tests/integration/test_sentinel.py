@@ -214,7 +214,7 @@ class WriteProbe(Background):
 
 def test_failover_under_load_loses_nothing(sentinels, redis_server, start_worker):
     # The bodies count their runs on the standalone broker Redis: a count the dying
-    # primary never replicated would hide a duplicate (one of 640 was lost so once).
+    # primary never replicated could hide a duplicate.
     env = _env(sentinels, redis_server.url, DURABLE_REDIS_MIN_REPLICAS="1",
                **{RUNS_URL: redis_server.url})  # fmt: skip
     workers = [start_worker(name, env=env) for name in ("f1", "f2")]
