@@ -8,6 +8,7 @@ Each test starts its own topology (tests/support/sentinel.py: 1 primary, 1 repli
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,7 +31,8 @@ from tests.support.topology import started_or_skipped
 from tests.support.worker_process import ROOT
 from workers import JobState
 from workers.core.outcomes import Claimed, Payload
-from workers.core.refusals import refusal_reason
+from workers.core.refusals import describe, refusal_reason
+from workers.core.runtime import Runtime
 from workers.core.settings import SettingsError, load_settings, redact_url
 from workers.core.store import ReplicasBehind, Store
 from workers.integration.appconf import sentinel_transport_options
@@ -84,6 +86,30 @@ def test_a_sentinel_broker_gets_master_name_and_sentinel_password():
     plain = load_settings({"DURABLE_REDIS_SENTINEL_MASTER": "m"})
     assert sentinel_transport_options(plain) == {}  # a plain broker gets none
     assert "master_name" not in celery_config(plain)["broker_transport_options"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "longest"),
+    [
+        ({"DURABLE_LEASE_SECONDS": "30"}, 2.0),  # the default: the back-off's own ceiling
+        ({"DURABLE_LEASE_SECONDS": "3"}, 1.5),
+        ({"DURABLE_LEASE_SECONDS": "3", "DURABLE_REDIS_MIN_REPLICAS": "1"}, 0.5),
+        ({"DURABLE_LEASE_SECONDS": "2", "DURABLE_REDIS_MIN_REPLICAS": "1"}, 0.05),
+    ],
+)
+def test_retry_pauses_leave_room_for_the_lease(settings, longest):
+    # A try (one WAIT) and a pause take at most half the lease, 50 ms at least.
+    assert Runtime(load_settings(settings)).longest_retry_pause == pytest.approx(longest)
+
+
+def test_a_replica_wait_longer_than_half_the_lease_is_refused():
+    with pytest.raises(SettingsError) as error:
+        load_settings({"DURABLE_REDIS_MIN_REPLICAS": "1", "DURABLE_LEASE_SECONDS": "3",
+                       "DURABLE_REDIS_MIN_REPLICAS_TIMEOUT": "2"})  # fmt: skip
+    assert "DURABLE_REDIS_MIN_REPLICAS_TIMEOUT (2s)" in str(error.value)
+    assert "half of DURABLE_LEASE_SECONDS (3s)" in str(error.value)
+    # Without replicas to wait for, the timeout is never used: nothing to refuse.
+    load_settings({"DURABLE_LEASE_SECONDS": "3", "DURABLE_REDIS_MIN_REPLICAS_TIMEOUT": "2"})
 
 
 # -- a topology of the test's own ---------------------------------------------------
@@ -147,6 +173,10 @@ def test_min_replicas_waits_and_fewer_is_a_refusal(sentinels):
     with pytest.raises(ReplicasBehind) as error:
         _claim(greedy, str(uuid.uuid4()))
     assert refusal_reason(error.value) == "no-replicas"
+    # The operator is told which setting waited: the server's min-replicas-to-write is 0.
+    said = describe(greedy.redis, sentinels.url, "no-replicas")
+    assert "fewer replicas acknowledged the write than DURABLE_REDIS_MIN_REPLICAS asks " \
+        "(1 connected)" in said, said
 
 
 # -- real workers -------------------------------------------------------------------
@@ -250,6 +280,41 @@ def test_failover_under_load_loses_nothing(sentinels, redis_server, start_worker
         f"every job done {recovered:.1f}s after the kill; {attempts} attempt bodies, "
         "0 duplicates"
     )
+
+
+def test_a_claim_waiting_for_a_stopped_replica_keeps_its_lease(
+    sentinels, redis_server, start_worker
+):
+    """While WAIT refuses, a worker retries its claim, and each try renews the lease.
+    With a 2 s lease and 1 s WAITs, the pauses between tries must stay short enough
+    that no sweeper takes the waiting worker's lease: that attempt would be judged
+    an interruption without its body ever running (the attempt counted, no body)."""
+    env = _env(sentinels, redis_server.url, DURABLE_REDIS_MIN_REPLICAS="1",
+               DURABLE_LEASE_SECONDS="2", DURABLE_SWEEP_SECONDS="0.2",
+               **{RUNS_URL: redis_server.url})  # fmt: skip
+    start_worker("r1", env=env)
+    sender = Sender(redis_server.url, _store(sentinels))
+    replica = sentinels.replica.process
+    assert replica is not None
+    replica.send_signal(signal.SIGSTOP)
+    try:
+        # As many jobs as the worker's pool has processes: each claim is retried
+        # in its own, none waits in the prefetch.
+        ids = [sender.send("add", 1, 2) for _ in range(2)]
+        wait_for(lambda: all(sender.state(i) is JobState.RUNNING for i in ids), 30,
+                 "the claims to be applied (their WAITs refused)")  # fmt: skip
+        # Four leases of refused WAITs: the old back-off (up to 2 s + a 1 s WAIT
+        # between tries) let the 2 s lease run out between two tries.
+        time.sleep(8)
+        assert [sender.state(i) for i in ids] == [JobState.RUNNING] * len(ids)
+    finally:
+        replica.send_signal(signal.SIGCONT)
+    wait_for(lambda: sender.all_succeeded(ids), 30, "the jobs to succeed once the replica is back")
+    runs = redis_server.client()
+    for job_id in ids:
+        record = control_of(sender.store).status(job_id)
+        assert record is not None and record.attempts == 1, record
+        assert jobs.body_runs(runs, job_id) == {1: 1}
 
 
 def test_broker_and_state_both_on_sentinel(sentinels, start_worker):

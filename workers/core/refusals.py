@@ -164,6 +164,11 @@ def _facts(client: redis.Redis, reason: str) -> str:
     if reason == "no-replicas":
         config = _config(client, "min-replicas-*")
         connected = client.info("replication").get("connected_slaves", 0)
+        if config.get("min-replicas-to-write") == "0":
+            # The server itself does not refuse: the layer's own WAIT did
+            # (DURABLE_REDIS_MIN_REPLICAS), so the server's setting is no lead.
+            return (f"fewer replicas acknowledged the write than DURABLE_REDIS_MIN_REPLICAS "
+                    f"asks ({connected} connected)")  # fmt: skip
         return (f"fewer replicas than min-replicas-to-write "
                 f"({config.get('min-replicas-to-write', '?')} wanted, lag at most "
                 f"{config.get('min-replicas-max-lag', '?')}s; {connected} connected)")  # fmt: skip
@@ -186,7 +191,8 @@ _FIX = {
     "read-only": "point DURABLE_REDIS_URL at the master (after a failover, the new one), "
     "or run REPLICAOF NO ONE if this one should be the master",
     "misconf": "fix the disk (space, permissions of dir) and run BGSAVE",
-    "no-replicas": "bring a replica back or lower min-replicas-to-write",
+    "no-replicas": "bring a replica back, or lower min-replicas-to-write (the server's) "
+    "or DURABLE_REDIS_MIN_REPLICAS (the layer's WAIT)",
     "busy": "wait, or end the script with SCRIPT KILL",
     "loading": "wait until it has loaded",
     "cluster-down": "bring the cluster's failed nodes back",

@@ -75,6 +75,21 @@ class Runtime:
         sweepers never touch it; a noticed death pulls it forward (pull_held)."""
         return SAFETY_LEASES * self.lease_ms
 
+    @property
+    def longest_retry_pause(self) -> float:
+        """The longest pause, in seconds, between two tries of a Redis call.
+
+        A claim refused by WAIT (replicas behind) is retried, and each try renews
+        the attempt's lease; a try lasts up to one WAIT. The pause is capped so that
+        a WAIT and a pause together take at most half the lease: otherwise a
+        sweeper could take the lease of a live worker between two tries, and the
+        attempt would be judged interrupted before its body ran. 2 s at most
+        (the default 30 s lease), 50 ms at least.
+        """
+        wait = self.settings.redis_min_replicas_timeout if self.settings.redis_min_replicas else 0.0
+        room = self.settings.lease_seconds / 2 - wait
+        return max(0.05, min(2.0, room))
+
     def call_redis(self, action: Callable[[], T], what: str) -> T:
         """Run ``action``, retrying while Redis is unreachable or refuses writes;
         then raise StateUnavailable.
@@ -86,7 +101,8 @@ class Runtime:
         is waited on the same way; it is told once per streak, not per call.
         """
         deadline = time.monotonic() + self.settings.redis_wait_seconds
-        pause = 0.1
+        longest = self.longest_retry_pause
+        pause = min(0.1, longest)
         while True:
             try:
                 result = action()
@@ -114,7 +130,7 @@ class Runtime:
                     log.warning("durable-retry: Redis unreachable while %s: %s; retrying",
                                 what, _short(exc))  # fmt: skip
                 time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+                pause = min(pause * 2, longest)
             else:
                 self.refusals.accepted()
                 return result

@@ -179,7 +179,8 @@ class Settings(BaseSettings):
         default=1.0,
         gt=0,
         description="How long one WAIT for DURABLE_REDIS_MIN_REPLICAS replicas lasts before "
-        "the write counts as failed (and is retried as for an unreachable Redis).",
+        "the write counts as failed (and is retried as for an unreachable Redis); at most "
+        "half of DURABLE_LEASE_SECONDS.",
     )
     redis_shards: int | None = Field(
         default=None,
@@ -339,6 +340,19 @@ class Settings(BaseSettings):
                 f"max_countdown ({self.max_countdown:g}s) must be shorter than "
                 f"visibility_timeout ({self.visibility_timeout:g}s), or countdown "
                 "messages are restored while a worker still holds them"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _replica_wait_fits_lease(self) -> Settings:
+        # A claim that waits for replicas renews its lease once per try (WAIT, then
+        # a pause): a WAIT as long as half the lease leaves no room for the pause,
+        # and the sweeper could take a live worker's lease between two tries.
+        if self.redis_min_replicas > 0 and self.redis_min_replicas_timeout * 2 > self.lease_seconds:
+            raise ValueError(
+                f"DURABLE_REDIS_MIN_REPLICAS_TIMEOUT ({self.redis_min_replicas_timeout:g}s) "
+                f"must be at most half of DURABLE_LEASE_SECONDS ({self.lease_seconds:g}s): "
+                "a claim that waits for replicas renews its lease only between two waits"
             )
         return self
 
