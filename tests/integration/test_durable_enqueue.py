@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from celery import Celery
+from celery import Celery, group
 
 from tests import jobs
 from tests.conftest import TEST_SETTINGS, wait_for
@@ -15,7 +15,7 @@ from tests.support.cli import run_retryctl
 from tests.support.ops import control, runtime
 from tests.support.records import in_state
 from workers import JobState, durable_task, install
-from workers.core.errors import EnqueueError
+from workers.core.errors import EnqueueError, NotJSONSerializable
 from workers.core.settings import load_settings
 from workers.ops.embedded_redis import RedisServer, free_port
 
@@ -171,3 +171,48 @@ def test_enqueue_to_a_redis_that_refuses_writes_raises_and_publishes_nothing(
         assert state.client().dbsize() == 0, "nothing half-made"
     finally:
         state.kill()
+
+
+# -- a group's members: their records in one round trip (workers/integration/group_batch.py)
+
+
+def test_a_group_one_of_whose_records_redis_refuses_publishes_none(redis_client, redis_server):
+    own = _own_app(redis_server.url, redis_server.url)
+    job = durable_task(app=own, policy="fast", name="enqueue_test.grouped")(_identity)
+    store = runtime().store
+    ids = [f"grouped-{n}-{time.time_ns()}" for n in range(5)]
+    # The third member's key holds a string: its enqueue script fails (WRONGTYPE)
+    # while the other four are written, in the same pipeline.
+    redis_client.set(store.keys.job(ids[2]), "not a hash")
+    members = [job.s(n).set(task_id=job_id) for n, job_id in enumerate(ids)]
+    with pytest.raises(EnqueueError) as raised:
+        group(members).apply_async()
+    assert ids[2] in str(raised.value) and "nothing was published" in str(raised.value)
+    assert redis_client.llen("celery") == 0
+    for job_id in ids[:2] + ids[3:]:
+        assert store.get(job_id) is None, "the records written with it are removed again"
+    assert redis_client.get(store.keys.job(ids[2])) == "not a hash"  # nothing stored is harmed
+
+
+def test_a_group_member_json_cannot_carry_is_named_and_nothing_is_written(
+    redis_client, redis_server
+):
+    own = _own_app(redis_server.url, redis_server.url)
+    job = durable_task(app=own, policy="fast", name="enqueue_test.grouped_json")(_identity)
+    ids = [f"json-{n}-{time.time_ns()}" for n in range(3)]
+    members = [job.s(value).set(task_id=job_id)
+               for value, job_id in zip((1, object(), 3), ids, strict=True)]  # fmt: skip
+    with pytest.raises(NotJSONSerializable, match="argument 0 is a object"):
+        group(members).apply_async()
+    assert redis_client.llen("celery") == 0
+    assert all(runtime().store.get(job_id) is None for job_id in ids)
+
+
+def test_a_group_the_broker_refuses_leaves_no_records(redis_client, redis_server):
+    own = _own_app(redis_server.url, f"redis://127.0.0.1:{free_port()}/0")
+    job = durable_task(app=own, policy="fast", name="enqueue_test.grouped_refused")(_identity)
+    ids = [f"refused-{n}-{time.time_ns()}" for n in range(3)]
+    with pytest.raises(Exception) as raised:
+        group(job.s(n).set(task_id=job_id) for n, job_id in enumerate(ids)).apply_async()
+    assert not isinstance(raised.value, EnqueueError)  # the broker's own error
+    assert all(runtime().store.get(job_id) is None for job_id in ids)

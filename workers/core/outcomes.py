@@ -53,6 +53,23 @@ class Payload:
 
 
 @dataclass(frozen=True)
+class NewJob:
+    """A record ``enqueue`` writes before the job's first message goes out.
+
+    ``broker_holds``: a broker message carries the job (at once or on its
+    countdown); False for a countdown only the due set holds.
+    """
+
+    job_id: str
+    task: str
+    policy: str
+    payload: Payload
+    countdown_ms: int = 0
+    broker_holds: bool = True
+    sweeper_grace_ms: int = 0
+
+
+@dataclass(frozen=True)
 class FailOutcome:
     """What ``fail`` did; ``state`` is the job's state when it was ``stale``.
 

@@ -31,6 +31,7 @@ from workers.core.outcomes import (
     Enqueued,
     FailKind,
     FailOutcome,
+    NewJob,
     Payload,
 )
 from workers.core.records import (
@@ -74,6 +75,13 @@ def load_script(name: str) -> str:
 # ``min_replicas`` each of these waits (WAIT) for that many replicas.
 REPLICATED = frozenset({"enqueue", "claim", "succeed", "fail", "checkpoint"})
 
+
+
+def _enqueued(reply: Any) -> Enqueued:
+    """The answer of the ``enqueue`` script."""
+    if reply[0] == "new":
+        return Enqueued(True, created_ms=int(reply[1]), due_ms=int(reply[2]))
+    return Enqueued(False, state=str(reply[1]))
 
 class ReplicasBehind(redis.ResponseError):
     """Fewer replicas than ``DURABLE_REDIS_MIN_REPLICAS`` acknowledged a transition.
@@ -370,19 +378,51 @@ class Store:
         ``broker_holds``: a broker message carries the job (at once or on its
         countdown); False for a countdown only the due set holds.
         """
-        k = self.layout.of(job_id)
-        reply = self._run(
+        job = NewJob(job_id, task, policy, payload, countdown_ms, broker_holds, sweeper_grace_ms)
+        return _enqueued(self._run(*self._enqueue_call(job)))
+
+    def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued | redis.RedisError]:
+        """Write several records in one round trip (on a Cluster: one per node); each
+        job's answer, or the error Redis gave for it (the others are written).
+
+        With ``min_replicas`` each record is written and waited for on its own, as
+        :meth:`enqueue` does: a pipeline's writes would need a WAIT per node.
+        """
+        if self.min_replicas > 0 or len(jobs) <= 1:
+            answers: list[Enqueued | redis.RedisError] = []
+            for job in jobs:
+                try:
+                    answers.append(_enqueued(self._run(*self._enqueue_call(job))))
+                except redis.RedisError as exc:
+                    answers.append(exc)
+            return answers
+        pipe = self.redis.pipeline(transaction=False)
+        calls = [self._enqueue_call(job) for job in jobs]
+        for name, keys, args in calls:
+            self._run(name, keys, args, client=pipe)
+        replies = list(pipe.execute(raise_on_error=False))
+        for at, reply in enumerate(replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                # Nothing ran: run it on its own, which loads the script.
+                try:
+                    replies[at] = self._run(*calls[at])
+                except redis.RedisError as exc:
+                    replies[at] = exc
+        return [reply if isinstance(reply, redis.RedisError) else _enqueued(reply)
+                for reply in replies]  # fmt: skip
+
+    def _enqueue_call(self, job: NewJob) -> tuple[str, list[str], list[Any]]:
+        k = self.layout.of(job.job_id)
+        payload = job.payload
+        return (
             "enqueue",
-            [k.job(job_id), k.unclaimed, k.due],
+            [k.job(job.job_id), k.unclaimed, k.due],
             [
-                job_id, task, policy, payload.args, payload.kwargs, payload.options,
-                payload.queue, countdown_ms, "broker" if broker_holds else "redis",
-                sweeper_grace_ms,
+                job.job_id, job.task, job.policy, payload.args, payload.kwargs, payload.options,
+                payload.queue, job.countdown_ms, "broker" if job.broker_holds else "redis",
+                job.sweeper_grace_ms,
             ],
         )  # fmt: skip
-        if reply[0] == "new":
-            return Enqueued(True, created_ms=int(reply[1]), due_ms=int(reply[2]))
-        return Enqueued(False, state=str(reply[1]))
 
     def forget(self, job_id: str, created_ms: int) -> bool:
         """Remove the record ``enqueue`` made (created at ``created_ms``) if still unclaimed."""

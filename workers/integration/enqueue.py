@@ -24,11 +24,13 @@ import redis
 from kombu.exceptions import EncodeError
 from kombu.utils import json as kombu_json
 
-from workers.core.errors import EnqueueError
-from workers.core.outcomes import Payload
+from workers.core.errors import EnqueueError, NotJSONSerializable
+from workers.core.outcomes import Enqueued, NewJob, Payload
 from workers.core.refusals import refusal_reason
 from workers.core.runtime import Runtime
 from workers.core.settings import redact_url
+from workers.core.store import Store
+from workers.integration.group_batch import current_batch
 from workers.integration.publish import ATTEMPT_HEADER
 
 log = logging.getLogger("workers.jobs")
@@ -125,6 +127,22 @@ def _countdown_ms(headers: dict[str, Any]) -> int:
     return max(0, int((moment - datetime.now(timezone.utc)).total_seconds() * 1000))
 
 
+def not_json_error(task: str, args: Any, kwargs: Any) -> NotJSONSerializable:
+    """Name the first argument of ``task`` that JSON cannot carry."""
+    named = [(f"argument {i}", value) for i, value in enumerate(args or ())]
+    named += [(f"keyword argument {key!r}", value) for key, value in (kwargs or {}).items()]
+    for label, value in named:
+        try:
+            kombu_json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            return NotJSONSerializable(
+                f"{task}: {label} is a {type(value).__name__}, which JSON cannot carry "
+                f"({exc}); durable jobs travel as JSON only: pass str, int, float, bool, "
+                "None, datetime, UUID, Decimal, or lists and dicts of them (e.g. an id)"
+            )
+    return NotJSONSerializable(f"{task}: the arguments cannot be encoded as JSON")
+
+
 class FirstMessage:
     """A producer that writes the job's record just before its first message goes out.
 
@@ -146,13 +164,33 @@ class FirstMessage:
         headers = publish.get("headers") or {}
         if headers.get("id") != self._job_id or headers.get("task") != self._task:
             return self._producer.publish(body, **publish)
-        if self.created_ms is None and not self._record(body, publish, headers):
-            return None  # only the due set holds it: a sweeper publishes it when due
+        if self.created_ms is None:
+            batch = current_batch()
+            if batch is not None:
+                # A group's member: its record and message go out with the group's.
+                batch.add(self, body, publish)
+                return None
+            job = self.new_job(body, publish)
+            if not self.written(self._write(job), job):
+                return None  # only the due set holds it: a sweeper publishes it when due
         return self._producer.publish(body, **publish)
 
-    def _record(self, body: Any, publish: dict[str, Any], headers: dict[str, Any]) -> bool:
-        """Write the record; True if the message must be published now."""
+    @property
+    def store(self) -> Store:
+        return self._rt.store
+
+    def not_json(self, body: Any) -> NotJSONSerializable:
+        args, kwargs = (body[0], body[1]) if isinstance(body, (list, tuple)) else ([], {})
+        return not_json_error(self._task, args, kwargs)
+
+    def send(self, body: Any, publish: dict[str, Any]) -> Any:
+        """Publish the message whose record was written (a group's member)."""
+        return self._producer.publish(body, **publish)
+
+    def new_job(self, body: Any, publish: dict[str, Any]) -> NewJob:
+        """The record to write for the job's first message, as it goes on the wire."""
         rt = self._rt
+        headers = publish.get("headers") or {}
         options = options_from_message(body, publish)
         try:
             encoded = kombu_json.dumps(options) if options else ""
@@ -166,7 +204,6 @@ class FirstMessage:
             )
         args, kwargs = (body[0], body[1]) if isinstance(body, (list, tuple)) else ([], {})
         countdown_ms = _countdown_ms(headers)
-        broker_holds = countdown_ms <= rt.settings.max_countdown * 1000
         try:
             payload = Payload(
                 args=kombu_json.dumps(list(args)), kwargs=kombu_json.dumps(dict(kwargs)),
@@ -174,26 +211,32 @@ class FirstMessage:
             )  # fmt: skip
         except (TypeError, ValueError) as exc:
             raise EncodeError(exc) from exc  # named by apply_async, as kombu's own
-        try:
-            enqueued = rt.store.enqueue(
-                self._job_id, task=self._task, policy=self._policy, payload=payload,
-                countdown_ms=countdown_ms, broker_holds=broker_holds,
-                sweeper_grace_ms=rt.held_safety_ms if countdown_ms else 0,
-            )  # fmt: skip
-        except redis.RedisError as exc:
-            reason = refusal_reason(exc)
+        return NewJob(
+            self._job_id, self._task, self._policy, payload, countdown_ms=countdown_ms,
+            broker_holds=countdown_ms <= rt.settings.max_countdown * 1000,
+            sweeper_grace_ms=rt.held_safety_ms if countdown_ms else 0,
+        )  # fmt: skip
+
+    def _write(self, job: NewJob) -> Enqueued | redis.RedisError:
+        return self._rt.store.enqueue_many([job])[0]
+
+    def written(self, answer: Enqueued | redis.RedisError, job: NewJob) -> bool:
+        """Take ``enqueue``'s answer; True if the message must be published now.
+        Raises EnqueueError (nothing published) when Redis did not take the record."""
+        if isinstance(answer, redis.RedisError):
+            reason = refusal_reason(answer)
             why = f"refuses writes ({reason})" if reason else "did not take the record"
             raise EnqueueError(
                 f"cannot enqueue {self._task} job {self._job_id}: the job state at "
-                f"{redact_url(rt.settings.redis_url)} {why} ({type(exc).__name__}: {exc}); "
-                "nothing was published"
-            ) from exc
-        if enqueued.new:
-            self.created_ms = enqueued.created_ms
+                f"{redact_url(self._rt.settings.redis_url)} {why} "
+                f"({type(answer).__name__}: {answer}); nothing was published"
+            ) from answer
+        if answer.new:
+            self.created_ms = answer.created_ms
         else:
             log.info("job %s task=%s enqueued again: the record (%s) is kept; claim drops "
-                     "the extra message", self._job_id, self._task, enqueued.state)  # fmt: skip
-        return broker_holds
+                     "the extra message", self._job_id, self._task, answer.state)  # fmt: skip
+        return job.broker_holds
 
     def forget(self) -> None:
         """The publish failed after the record was written: remove the record."""

@@ -147,6 +147,7 @@ def install(app: Celery, *, settings: Settings | None = None, configure: bool = 
         return extension
     extension = DurableExtension(app, settings)
     setattr(app, _ATTRIBUTE, extension)
+    patches.apply_producer()
     app.steps["worker"].add(DurableStep)
     app.steps["consumer"].add(BrokerReconnect)
     if configure:

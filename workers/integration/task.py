@@ -34,7 +34,6 @@ from workers.core.clock import RedisClock
 from workers.core.errors import (
     CheckpointTooLarge,
     EnqueueError,
-    NotJSONSerializable,
     Permanent,
     RetryRequested,
     StateUnavailable,
@@ -45,7 +44,7 @@ from workers.core.recorder import record_failure
 from workers.core.records import checkpoint_from_fields
 from workers.core.retry_call import retry_requested
 from workers.core.runtime import Runtime
-from workers.integration.enqueue import FirstMessage
+from workers.integration.enqueue import FirstMessage, not_json_error
 from workers.integration.extension import DurableExtension, durable_of, install
 from workers.integration.options import (
     INLINE,
@@ -65,22 +64,6 @@ log = logging.getLogger("workers.jobs")
 _rng = random.Random()
 _running = threading.local()
 _NOT_GIVEN: Any = object()  # retry(max_retries=None) is refused too: None has two meanings
-
-
-def not_json_error(task: str, args: Any, kwargs: Any) -> NotJSONSerializable:
-    """Name the first argument of ``task`` that JSON cannot carry."""
-    named = [(f"argument {i}", value) for i, value in enumerate(args or ())]
-    named += [(f"keyword argument {key!r}", value) for key, value in (kwargs or {}).items()]
-    for label, value in named:
-        try:
-            kombu_json.dumps(value)
-        except (TypeError, ValueError) as exc:
-            return NotJSONSerializable(
-                f"{task}: {label} is a {type(value).__name__}, which JSON cannot carry "
-                f"({exc}); durable jobs travel as JSON only: pass str, int, float, bool, "
-                "None, datetime, UUID, Decimal, or lists and dicts of them (e.g. an id)"
-            )
-    return NotJSONSerializable(f"{task}: the arguments cannot be encoded as JSON")
 
 
 class RetryScheduled(Exception):

@@ -9,6 +9,10 @@ a silent patch of changed internals would be worse than none.
   queue item (kombu's Redis transport).
 - ``revoke``: a revoke from Flower or ``celery control`` becomes a kill in
   Redis (Celery's worker control panel).
+- ``group``: a group's durable members write their records in one round trip
+  (``celery.canvas.group``). Applied in every process that installs the layer,
+  producers too (:func:`apply_producer`); on a version it was not written for it
+  is left out, as it only saves time.
 """
 
 from __future__ import annotations
@@ -54,9 +58,24 @@ def apply(control_for: Callable[[Any], Control]) -> None:
 
     ``control_for(app)``: the Control the revoke hook writes kills with.
     """
+    from workers.integration.patches.group import batch_group_enqueues
     from workers.integration.patches.kombu_guard import harden_redis_transport
     from workers.integration.patches.revoke import install_revoke_hook
 
     check_versions()
     harden_redis_transport()
     install_revoke_hook(control_for)
+    batch_group_enqueues()
+
+
+def apply_producer() -> bool:
+    """Apply the patches a producer needs (idempotent); False, and nothing patched,
+    on a Celery or kombu release they were not written for."""
+    from workers.integration.patches.group import batch_group_enqueues
+
+    try:
+        check_versions()
+    except UnsupportedVersion:
+        return False
+    batch_group_enqueues()
+    return True
