@@ -216,3 +216,19 @@ def test_a_group_the_broker_refuses_leaves_no_records(redis_client, redis_server
         group(job.s(n).set(task_id=job_id) for n, job_id in enumerate(ids)).apply_async()
     assert not isinstance(raised.value, EnqueueError)  # the broker's own error
     assert all(runtime().store.get(job_id) is None for job_id in ids)
+
+
+def test_a_group_larger_than_one_pipeline_records_and_publishes_every_member(
+    redis_client, redis_server
+):
+    from workers.core.store import ENQUEUE_PIPELINE
+
+    own = _own_app(redis_server.url, redis_server.url)
+    job = durable_task(app=own, policy="fast", name="enqueue_test.big_group")(_identity)
+    size = ENQUEUE_PIPELINE + ENQUEUE_PIPELINE // 2
+    ids = [f"big-{n}-{time.time_ns()}" for n in range(size)]
+    group(job.s(n).set(task_id=job_id) for n, job_id in enumerate(ids)).apply_async()
+    assert redis_client.llen("celery") == size
+    records = runtime().store.get_many(ids)
+    assert [(fields or {}).get("state") for fields in records] == ["queued"] * size
+    assert [(fields or {}).get("args") for fields in records[:3]] == ["[0]", "[1]", "[2]"]

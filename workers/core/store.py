@@ -71,6 +71,9 @@ def load_script(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Records one pipeline of ``enqueue_many`` writes at most (a group of 10,000 is
+# ten round trips, each of a bounded request and reply).
+ENQUEUE_PIPELINE = 1000
 # The attempt's own path: what a worker acks a message after. With
 # ``min_replicas`` each of these waits (WAIT) for that many replicas.
 REPLICATED = frozenset({"enqueue", "claim", "succeed", "fail", "checkpoint"})
@@ -396,11 +399,13 @@ class Store:
                 except redis.RedisError as exc:
                     answers.append(exc)
             return answers
-        pipe = self.redis.pipeline(transaction=False)
         calls = [self._enqueue_call(job) for job in jobs]
-        for name, keys, args in calls:
-            self._run(name, keys, args, client=pipe)
-        replies = list(pipe.execute(raise_on_error=False))
+        replies: list[Any] = []
+        for start in range(0, len(calls), ENQUEUE_PIPELINE):
+            pipe = self.redis.pipeline(transaction=False)
+            for name, keys, args in calls[start : start + ENQUEUE_PIPELINE]:
+                self._run(name, keys, args, client=pipe)
+            replies += pipe.execute(raise_on_error=False)
         for at, reply in enumerate(replies):
             if isinstance(reply, redis.exceptions.NoScriptError):
                 # Nothing ran: run it on its own, which loads the script.
