@@ -16,6 +16,7 @@ from typing import Any
 
 from bench.harness import Bench, median
 from bench.state import LEASE_MS, RecordingStore, job_ids, make_retrying, typical_failure
+from workers.core.records import DEFAULT_HISTORY_ATTEMPTS
 from workers.core.store import Store
 
 # Short names for every field a retrying job stores (two characters each).
@@ -59,6 +60,8 @@ def both(fields: dict[str, str]) -> dict[str, str]:
 LISTPACK = {"hash-max-listpack-value": "1024"}
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("as the scripts store it", {}),
+    ("history off (DURABLE_HISTORY_ATTEMPTS=0)", {"history": 0}),
+    ("history off, two-character field names", {"history": 0, "rewrite": short_names}),
     ("rewritten unchanged (the control for the rewrites below)", {"rewrite": dict}),
     ("without `since:<event>` when it equals `first_failure_at`", {"rewrite": no_since}),
     ("without `created_at` and `streak_base`", {"rewrite": no_created}),
@@ -99,7 +102,7 @@ def server_config_name(bench: Bench, name: str) -> str:
 
 def bytes_per_job(
     bench: Bench, n: int, rewrite: Rewrite | None = None, error: str | None = None,
-    config: dict[str, str] | None = None,
+    config: dict[str, str] | None = None, history: int = DEFAULT_HISTORY_ATTEMPTS,
 ) -> float:  # fmt: skip
     bench.flush()
     config = {server_config_name(bench, name): value for name, value in (config or {}).items()}
@@ -112,7 +115,7 @@ def bytes_per_job(
         if error is not None:
             texts = (error, typical_failure()[1])
         before = int(bench.client.info("memory")["used_memory"])
-        make_retrying(bench, RecordingStore(bench.client), ids, 1000, LEASE_MS, texts)
+        make_retrying(bench, RecordingStore(bench.client), ids, 1000, LEASE_MS, texts, history)
         if rewrite is not None:
             rewrite_all(bench, ids, rewrite)
         return (int(bench.client.info("memory")["used_memory"]) - before) / n

@@ -20,7 +20,7 @@ from bench.report import Row, Section
 from policies import Failure, decide, parse_policy
 from workers.core.failures import failure_from_exception
 from workers.core.outcomes import Payload
-from workers.core.records import history_from_fields
+from workers.core.records import DEFAULT_HISTORY_ATTEMPTS, history_from_fields
 from workers.core.store import Store
 from workers.ops.control import Control
 
@@ -85,11 +85,12 @@ def _phase(bench: Bench, store: RecordingStore, expect: str) -> float:
 
 def make_retrying(
     bench: Bench, store: RecordingStore, ids: list[str], delay_ms: int, grace_ms: int,
-    texts: tuple[str, str] | None = None,
+    texts: tuple[str, str] | None = None, history: int = DEFAULT_HISTORY_ATTEMPTS,
 ) -> dict[str, float]:  # fmt: skip
     """Claim attempt 1 of each job and fail it with a retry: returns µs per script.
 
-    ``texts`` replaces the stored (error, reason) texts (the what-if variants).
+    ``texts`` replaces the stored (error, reason) texts (the what-if variants);
+    ``history``: attempts of history each job keeps (``DURABLE_HISTORY_ATTEMPTS``).
     """
     failure, reason = typical_failure()
     error = failure.message
@@ -104,7 +105,7 @@ def make_retrying(
         store.fail(
             job_id, 1, "bench@host:4242", event=failure.event.value, error=error, reason=reason,
             give_up=False, delay_ms=delay_ms, sweeper_grace_ms=grace_ms, max_retrying=None,
-            retention_ms=RETENTION_MS,
+            retention_ms=RETENTION_MS, history=history,
         )  # fmt: skip
     fail = _phase(bench, store, "retry")
     return {"claim (first attempt)": claim, "fail (retry)": fail}
@@ -156,22 +157,6 @@ def memory(bench: Bench, n: int) -> tuple[Section, dict[str, float]]:
     costs["succeed"] = _phase(bench, store, "ok")
     section.load_after = load()
     return section, costs
-
-
-def _bytes_per_job(bench: Bench, n: int, texts: tuple[str, str] | None,
-                   config: dict[str, str]) -> float:  # fmt: skip
-    bench.flush()
-    saved = {name: bench.client.config_get(name)[name] for name in config}
-    for name, value in config.items():
-        bench.client.config_set(name, value)
-    try:
-        before = int(bench.client.info("memory")["used_memory"])
-        make_retrying(bench, RecordingStore(bench.client), job_ids(n), 1000, LEASE_MS, texts)
-        return (int(bench.client.info("memory")["used_memory"]) - before) / n
-    finally:
-        for name, value in saved.items():
-            bench.client.config_set(name, value)
-        bench.flush()
 
 
 def memory_variants(bench: Bench, n: int) -> list[str]:
