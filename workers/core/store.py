@@ -79,12 +79,12 @@ ENQUEUE_PIPELINE = 1000
 REPLICATED = frozenset({"enqueue", "claim", "succeed", "fail", "checkpoint"})
 
 
-
 def _enqueued(reply: Any) -> Enqueued:
     """The answer of the ``enqueue`` script."""
     if reply[0] == "new":
         return Enqueued(True, created_ms=int(reply[1]), due_ms=int(reply[2]))
     return Enqueued(False, state=str(reply[1]))
+
 
 class ReplicasBehind(redis.ResponseError):
     """Fewer replicas than ``DURABLE_REDIS_MIN_REPLICAS`` acknowledged a transition.

@@ -20,19 +20,16 @@ when Celery hands over the message, a moment before the group's flush sends it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from kombu.exceptions import EncodeError
 from redis import RedisError
 
 from workers.core.outcomes import Enqueued, NewJob
 from workers.core.store import Store
-
-log = logging.getLogger("workers.jobs")
 
 _current: ContextVar[GroupBatch | None] = ContextVar("durable_group_batch", default=None)
 
@@ -89,7 +86,7 @@ class GroupBatch:
         self._held.append((first, body, publish))
 
     def flush(self) -> None:
-        """Write every record in one round trip, then publish the messages.
+        """Write every record (one round trip per 1,000), then publish the messages.
 
         Raises EncodeError / EnqueueError before anything is written for a member
         that cannot be stored, EnqueueError (the records written removed again)
@@ -110,7 +107,9 @@ class GroupBatch:
         for (first, _, _), answer, job in zip(held, self._write(held, jobs), jobs, strict=True):
             try:
                 due_now.append(first.written(answer, job))
-            except BaseException as exc:  # every answer is taken: the new ones are forgotten
+            except BaseException as exc:
+                # Every answer is taken first, so each record written is known
+                # (created_ms) and removed again below.
                 refused = refused or exc
                 due_now.append(False)
         if refused is not None:
@@ -140,7 +139,7 @@ class GroupBatch:
             for at, answer in zip(indexes, store.enqueue_many([jobs[i] for i in indexes]),
                                   strict=True):  # fmt: skip
                 answers[at] = answer
-        return [answer for answer in answers if answer is not None]
+        return cast(list[Enqueued | RedisError], answers)  # every index was filled
 
     @staticmethod
     def _forget(members: Iterable[FirstMessage]) -> None:
