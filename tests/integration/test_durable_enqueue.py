@@ -221,11 +221,11 @@ def test_a_group_the_broker_refuses_leaves_no_records(redis_client, redis_server
 def test_a_group_larger_than_one_pipeline_records_and_publishes_every_member(
     redis_client, redis_server
 ):
-    from workers.core.store import ENQUEUE_PIPELINE
+    from workers.core.store import PIPELINE_CALLS
 
     own = _own_app(redis_server.url, redis_server.url)
     job = durable_task(app=own, policy="fast", name="enqueue_test.big_group")(_identity)
-    size = ENQUEUE_PIPELINE + ENQUEUE_PIPELINE // 2
+    size = PIPELINE_CALLS + PIPELINE_CALLS // 2
     ids = [f"big-{n}-{time.time_ns()}" for n in range(size)]
     group(job.s(n).set(task_id=job_id) for n, job_id in enumerate(ids)).apply_async()
     assert redis_client.llen("celery") == size

@@ -63,8 +63,11 @@ def attempts_unaccounted(records: Mapping[str, JobRecord], runs: redis.Redis) ->
     """Jobs with attempts that neither ran a body nor were judged an interruption.
 
     Through a failover an attempt can end without its body: its claim was applied
-    but the reply (or its WAIT) was lost, the worker never ran the body, and the
-    lease ran out: an ``interruption``, as the policy counts it. Every attempt up
+    but its WAIT kept failing, the worker never ran the body, and the lease ran
+    out between two tries: an ``interruption``, as the policy counts it. (Since
+    the pause between tries is capped at half the lease, less one WAIT, a
+    refused claim keeps its lease: this allowance is for what is left, e.g. a
+    claim handed back after DURABLE_REDIS_WAIT_SECONDS.) Every attempt up
     to the job's last must be one or the other; a body count alone would call
     such an attempt lost."""
     problems = []

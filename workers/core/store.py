@@ -71,9 +71,9 @@ def load_script(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# Records one pipeline of ``enqueue_many`` writes at most (a group of 10,000 is
+# Script calls one pipeline sends at most (a group of 10,000 members enqueues in
 # ten round trips, each of a bounded request and reply).
-ENQUEUE_PIPELINE = 1000
+PIPELINE_CALLS = 1000
 # The attempt's own path: what a worker acks a message after. With
 # ``min_replicas`` each of these waits (WAIT) for that many replicas.
 REPLICATED = frozenset({"enqueue", "claim", "succeed", "fail", "checkpoint"})
@@ -273,23 +273,34 @@ class Store:
                 cluster.execute_command("SCRIPT LOAD", script.script, target_nodes=node)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _pipelined(self, calls: Sequence[tuple[str, list[str], list[Any]]]) -> list[Any]:
-        """Several scripts in one pipeline (on a Cluster: one round trip per node).
+    def _pipelined(
+        self, calls: Sequence[tuple[str, list[str], list[Any]]], *, keep_errors: bool = False
+    ) -> list[Any]:
+        """Several scripts in pipelines of at most ``PIPELINE_CALLS`` (on a Cluster:
+        one round trip per node each).
 
         A script a node did not have yet (NOSCRIPT: a promoted replica's empty
         cache) ran nothing there: it is run again on its own, which loads it.
+        A call's error is raised, or with ``keep_errors`` given back in its place
+        (the other calls ran).
         """
-        if len(calls) <= 1:
+        if len(calls) <= 1 and not keep_errors:
             return [self._run(*call) for call in calls]
-        pipe = self.redis.pipeline(transaction=False)
-        for name, keys, args in calls:
-            self._run(name, keys, args, client=pipe)
-        replies = list(pipe.execute(raise_on_error=False))
+        replies: list[Any] = []
+        for start in range(0, len(calls), PIPELINE_CALLS):
+            pipe = self.redis.pipeline(transaction=False)
+            for name, keys, args in calls[start : start + PIPELINE_CALLS]:
+                self._run(name, keys, args, client=pipe)
+            replies += pipe.execute(raise_on_error=False)
         for at, reply in enumerate(replies):
             if isinstance(reply, redis.exceptions.NoScriptError):
-                name, keys, args = calls[at]
-                replies[at] = self._run(name, keys, args)
-            elif isinstance(reply, Exception):
+                try:
+                    replies[at] = self._run(*calls[at])
+                except redis.RedisError as exc:
+                    if not keep_errors:
+                        raise
+                    replies[at] = exc
+            elif isinstance(reply, Exception) and not keep_errors:
                 raise reply
         return replies
 
@@ -385,8 +396,9 @@ class Store:
         return _enqueued(self._run(*self._enqueue_call(job)))
 
     def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued | redis.RedisError]:
-        """Write several records in one round trip (on a Cluster: one per node); each
-        job's answer, or the error Redis gave for it (the others are written).
+        """Write several records pipelined (a round trip per ``PIPELINE_CALLS``; on a
+        Cluster, per node); each job's answer, or the error Redis gave for it (the
+        others are written).
 
         With ``min_replicas`` each record is written and waited for on its own, as
         :meth:`enqueue` does: a pipeline's writes would need a WAIT per node.
@@ -399,20 +411,7 @@ class Store:
                 except redis.RedisError as exc:
                     answers.append(exc)
             return answers
-        calls = [self._enqueue_call(job) for job in jobs]
-        replies: list[Any] = []
-        for start in range(0, len(calls), ENQUEUE_PIPELINE):
-            pipe = self.redis.pipeline(transaction=False)
-            for name, keys, args in calls[start : start + ENQUEUE_PIPELINE]:
-                self._run(name, keys, args, client=pipe)
-            replies += pipe.execute(raise_on_error=False)
-        for at, reply in enumerate(replies):
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                # Nothing ran: run it on its own, which loads the script.
-                try:
-                    replies[at] = self._run(*calls[at])
-                except redis.RedisError as exc:
-                    replies[at] = exc
+        replies = self._pipelined([self._enqueue_call(job) for job in jobs], keep_errors=True)
         return [reply if isinstance(reply, redis.RedisError) else _enqueued(reply)
                 for reply in replies]  # fmt: skip
 

@@ -6,9 +6,9 @@ and each durable member's ``apply_async`` would wait for its own record
 caller only sees ``group.apply_async`` return, so while a group is built
 (:func:`enqueue_batch`, entered by the ``group`` patch in
 ``workers.integration.patches.group``) each member's first message is held.
-When the group is built, :meth:`GroupBatch.flush` writes every record in one
-pipeline (``Store.enqueue_many``), then publishes the messages in the group's
-order. Each record is still written before its message goes out, and the
+When the group is built, :meth:`GroupBatch.flush` writes every record
+pipelined (``Store.enqueue_many``: a round trip per 1,000), then publishes the
+messages in the group's order. Each record is still written before its message goes out, and the
 group's ``apply_async`` returns only when all are.
 
 What changes against one-by-one: a group whose records Redis does not take

@@ -9,7 +9,7 @@ a silent patch of changed internals would be worse than none.
   queue item (kombu's Redis transport).
 - ``revoke``: a revoke from Flower or ``celery control`` becomes a kill in
   Redis (Celery's worker control panel).
-- ``group``: a group's durable members write their records in one round trip
+- ``group``: a group's durable members write their records together, pipelined
   (``celery.canvas.group``). Applied in every process that installs the layer,
   producers too (:func:`apply_producer`); on a version it was not written for it
   is left out, as it only saves time.
