@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 from policies import Event, History
 
@@ -43,6 +43,16 @@ HISTORY_TEXT_CHARS = 300
 with the entry count, it bounds a job's history (``last_error`` keeps more)."""
 
 
+def _json_time(moment: datetime) -> str:
+    # Always to the microsecond: a default datetime drops ".000000" on a whole
+    # second, and JSON times of unequal width do not sort as text.
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+Time = Annotated[datetime, PlainSerializer(_json_time, when_used="json")]
+"""A stored time: UTC, written in JSON as ``2026-12-01T18:34:44.000000Z``."""
+
+
 def ms_to_datetime(value: str | int | None) -> datetime | None:
     if value in (None, ""):
         return None
@@ -59,14 +69,14 @@ class JobRecord(BaseModel):
     policy: str
     state: JobState
     attempts: int
-    first_failure_at: datetime | None = None
-    last_failure_at: datetime | None = None
-    next_attempt_at: datetime | None = None
+    first_failure_at: Time | None = None
+    last_failure_at: Time | None = None
+    next_attempt_at: Time | None = None
     last_event: Event | None = None
     last_error: str | None = None
     reason: str | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    created_at: Time | None = None
+    updated_at: Time | None = None
     killed_reason: str | None = None
     failures: dict[Event, int] = {}
     streak_attempts: int = 0
@@ -116,8 +126,8 @@ class AttemptEntry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     attempt: int
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
+    started_at: Time | None = None
+    ended_at: Time | None = None
     worker: str | None = None
     event: str
     decision: str
