@@ -1,92 +1,35 @@
-"""What a retrying job's ~730 B are made of, and what would bring it to 600 B.
+"""What a retrying job's bytes are made of, and what the settings change.
 
 ``python -m bench.memory_whatif [--jobs 20000]`` makes retrying jobs with the
 real claim and fail scripts (as scenario 4 does), prints the fields of one job
 hash with their sizes, then measures bytes per retrying job (INFO memory
-used_memory, before and after) for the layout as stored and for variants made
-by rewriting each job hash after the scripts ran: what a change to the scripts
-would store, measured without changing them.
+used_memory, before and after) for each variant: history on or off, long or
+short field names, a long error text with and without a larger listpack limit.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
 from bench.harness import Bench, median
 from bench.state import LEASE_MS, RecordingStore, job_ids, make_retrying, typical_failure
 from workers.core.records import DEFAULT_HISTORY_ATTEMPTS
-from workers.core.store import Store
 
-# Short names for every field a retrying job stores (two characters each).
-SHORT = {
-    "task": "tk", "policy": "po", "state": "st", "attempt": "at", "streak_base": "sb",
-    "created_at": "ca", "updated_at": "ua", "owner": "ow", "args": "ar", "kwargs": "kw",
-    "queue": "qu", "first_failure_at": "ff", "last_failure_at": "lf",
-    "next_attempt_at": "na", "last_event": "le", "last_error": "er", "held": "hd",
-}  # fmt: skip
 LONG_ERROR = "ConnectionError: " + "upstream refused the connection; " * 9  # ~300 characters
-
-Rewrite = Callable[[dict[str, str]], dict[str, str]]
-
-
-def no_since(fields: dict[str, str]) -> dict[str, str]:
-    """Drop ``since:<event>`` when it repeats ``first_failure_at`` (the first streak)."""
-    first = fields.get("first_failure_at")
-    return {k: v for k, v in fields.items() if not (k.startswith("since:") and v == first)}
-
-
-def short_names(fields: dict[str, str]) -> dict[str, str]:
-    out = {}
-    for key, value in fields.items():
-        if key.startswith("failures:"):
-            key = "f:" + key.removeprefix("failures:")
-        elif key.startswith("since:"):
-            key = "s:" + key.removeprefix("since:")
-        out[SHORT.get(key, key)] = value
-    return out
-
-
-def no_created(fields: dict[str, str]) -> dict[str, str]:
-    """``created_at`` kept only when it differs from ``first_failure_at`` by a lot: here, never."""
-    return {k: v for k, v in fields.items() if k not in ("created_at", "streak_base")}
-
-
-def both(fields: dict[str, str]) -> dict[str, str]:
-    return short_names(no_since(fields))
-
 
 LISTPACK = {"hash-max-listpack-value": "1024"}
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
-    ("as the scripts store it", {}),
+    ("as stored by default (long field names, 20 attempts of history)", {}),
     ("history off (DURABLE_HISTORY_ATTEMPTS=0)", {"history": 0}),
-    ("history off, two-character field names", {"history": 0, "rewrite": short_names}),
-    ("rewritten unchanged (the control for the rewrites below)", {"rewrite": dict}),
-    ("without `since:<event>` when it equals `first_failure_at`", {"rewrite": no_since}),
-    ("without `created_at` and `streak_base`", {"rewrite": no_created}),
-    ("two-character field names", {"rewrite": short_names}),
-    ("two-character names and no duplicate `since:<event>`", {"rewrite": both}),
+    ("history off, short field names (DURABLE_RECORD_FIELDS=short)",
+     {"history": 0, "short": True}),
+    ("short field names, history on", {"short": True}),
     (f"a {len(LONG_ERROR)}-character error, Redis default (listpack values <= 64 B)",
      {"error": LONG_ERROR}),
     (f"a {len(LONG_ERROR)}-character error, hash-max-listpack-value 1024 (compose)",
      {"error": LONG_ERROR, "config": LISTPACK}),
 ]  # fmt: skip
-
-
-def rewrite_all(bench: Bench, ids: list[str], rewrite: Rewrite) -> None:
-    keys = Store(bench.client).keys
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start : start + 1000]
-        pipe = bench.client.pipeline(transaction=False)
-        for job_id in chunk:
-            pipe.hgetall(keys.job(job_id))
-        hashes = pipe.execute()
-        pipe = bench.client.pipeline(transaction=False)
-        for job_id, fields in zip(chunk, hashes, strict=True):
-            pipe.delete(keys.job(job_id))
-            pipe.hset(keys.job(job_id), mapping=rewrite(fields))
-        pipe.execute()
 
 
 def server_config_name(bench: Bench, name: str) -> str:
@@ -101,8 +44,8 @@ def server_config_name(bench: Bench, name: str) -> str:
 
 
 def bytes_per_job(
-    bench: Bench, n: int, rewrite: Rewrite | None = None, error: str | None = None,
-    config: dict[str, str] | None = None, history: int = DEFAULT_HISTORY_ATTEMPTS,
+    bench: Bench, n: int, error: str | None = None, config: dict[str, str] | None = None,
+    history: int = DEFAULT_HISTORY_ATTEMPTS, short: bool = False,
 ) -> float:  # fmt: skip
     bench.flush()
     config = {server_config_name(bench, name): value for name, value in (config or {}).items()}
@@ -115,9 +58,8 @@ def bytes_per_job(
         if error is not None:
             texts = (error, typical_failure()[1])
         before = int(bench.client.info("memory")["used_memory"])
-        make_retrying(bench, RecordingStore(bench.client), ids, 1000, LEASE_MS, texts, history)
-        if rewrite is not None:
-            rewrite_all(bench, ids, rewrite)
+        store = RecordingStore(bench.client, short_fields=short)
+        make_retrying(bench, store, ids, 1000, LEASE_MS, texts, history)
         return (int(bench.client.info("memory")["used_memory"]) - before) / n
     finally:
         for name, value in saved.items():

@@ -57,7 +57,7 @@ def test_first_countdown_held_by_a_sigkilled_worker_runs_once_when_due(
 ):
     first = start_worker("w1")
     result = jobs.add.apply_async((2, 3), countdown=3)
-    due_ms = int(redis_client.hget(runtime().store.keys.job(result.id), "next_attempt_at"))
+    due_ms = int(runtime().store.field(result.id, "next_attempt_at") or 0)
     wait_for(lambda: redis_client.llen("celery") == 0, 30, "w1 to hold the countdown message")
     first.kill()
     start_worker("w2")

@@ -356,7 +356,7 @@ def test_worker_clock_ahead_runs_a_retry_early_by_at_most_the_skew(
         record = control.status(job_id)
         assert record is not None and record.attempts == 2
         started = jobs.body_started_ms(redis_client, job_id, 2)
-        failed = redis_client.hget(runtime().store.keys.job(job_id), "last_failure_at")
+        failed = runtime().store.field(job_id, "last_failure_at")
         assert started is not None and failed is not None
         due_ms = int(failed) + 3000  # the policy's countdown-3s backoff
         early_ms = due_ms - started

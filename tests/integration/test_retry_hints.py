@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def _last_failure_ms(redis_client, job_id: str) -> int:
-    return int(redis_client.hget(runtime().store.keys.job(job_id), "last_failure_at"))
+    return int(runtime().store.field(job_id, "last_failure_at") or 0)
 
 
 def test_no_capacity_hint_wins_over_the_backoff_max(redis_client, start_worker):

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from tests import jobs
 from tests.conftest import wait_for
 from tests.support.cli import run_retryctl
-from tests.support.ops import control, control_of
+from tests.support.ops import control, control_of, runtime
 from workers import JobState, app
 from workers.core.store import Store
 from workers.ops.cli import cli
@@ -50,7 +50,7 @@ def test_metrics_carry_no_job_arguments(redis_client, inprocess_worker):
     job_id = jobs.echo_after_long_retry.delay(secret).id
     wait_for(lambda: (r := control.status(job_id)) and r.state is JobState.RETRYING, 30,
              "the job with the secret argument to wait for a retry")  # fmt: skip
-    assert secret in (redis_client.hget(f"durable:job:{job_id}", "args") or "")
+    assert secret in (runtime().store.field(job_id, "args") or "")
     result = CliRunner().invoke(cli, ["metrics", "--once"])
     assert result.exit_code == 0, result.output
     assert "durable" in result.output and "retrying" in result.output

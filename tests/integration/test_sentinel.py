@@ -168,7 +168,7 @@ def test_min_replicas_waits_and_fewer_is_a_refusal(sentinels):
     job_id = str(uuid.uuid4())
     assert isinstance(_claim(store, job_id), Claimed)
     # The write is on the replica as soon as the claim returns.
-    assert sentinels.replica.client().hget(store.keys.job(job_id), "state") == "running"
+    assert Store(sentinels.replica.client()).field(job_id, "state") == "running"
     greedy = _store(sentinels, redis_min_replicas="2", redis_min_replicas_timeout="0.2")
     with pytest.raises(ReplicasBehind) as error:
         _claim(greedy, str(uuid.uuid4()))

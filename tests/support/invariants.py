@@ -36,7 +36,9 @@ TERMINAL = frozenset({"succeeded", "dead", "killed"})
 READ_JOBS = """
 local rows = {}
 for n = 1, #ARGV do
-  local job = redis.call('HMGET', KEYS[4 + n], 'state', 'attempt')
+  -- (a record holds long or short field names: DURABLE_RECORD_FIELDS)
+  local job = redis.call('HMGET', KEYS[4 + n], 'state', 'attempt', 'st', 'at')
+  job = {job[1] or job[3], job[2] or job[4]}
   local indexed = 0
   for i = 1, 4 do
     if redis.call('ZSCORE', KEYS[i], ARGV[n]) then indexed = 1 end

@@ -16,6 +16,7 @@ ONE_SHARD_NAMES = {
     "unclaimed": "durable:unclaimed", "deferred": "durable:deferred", "stuck": "durable:stuck",
     "stats": "durable:stats", "pauses": "durable:pauses", "dead": "durable:ended:dead",
     "nodes": "durable:nodes", "node_capacity": "durable:node_capacity",
+    "node_fields": "durable:node_fields",
     "last_death": "durable:last_death", "policies": "durable:policies",
 }  # fmt: skip
 
@@ -27,6 +28,7 @@ def _names(keys: Keys, fleet: Keys, job_id: str) -> dict[str, str]:
         "unclaimed": keys.unclaimed, "deferred": keys.deferred, "stuck": keys.stuck,
         "stats": keys.stats, "pauses": keys.pauses, "dead": keys.ended(JobState.DEAD),
         "nodes": fleet.nodes, "node_capacity": fleet.node_capacity,
+        "node_fields": fleet.node_fields,
         "last_death": fleet.last_death, "policies": fleet.policies,
     }  # fmt: skip
 
@@ -45,11 +47,13 @@ def test_a_job_s_keys_share_one_slot_and_fleet_keys_another():
         keys = layout.of(job_id)
         names = _names(keys, layout.fleet, job_id)
         job_slots = {key_slot(names[k].encode()) for k in names
-                     if k not in ("nodes", "node_capacity", "last_death", "policies")}  # fmt: skip
+                     if k not in ("nodes", "node_capacity", "node_fields", "last_death",
+                                  "policies")}  # fmt: skip
         assert len(job_slots) == 1, names
         assert keys.due == f"durable:{{{layout.shard_of(job_id):02d}}}:due"
     fleet = {key_slot(layout.fleet.nodes.encode()), key_slot(layout.fleet.last_death.encode()),
-             key_slot(layout.fleet.node_capacity.encode())}  # fmt: skip
+             key_slot(layout.fleet.node_capacity.encode()),
+             key_slot(layout.fleet.node_fields.encode())}  # fmt: skip
     assert len(fleet) == 1
 
 

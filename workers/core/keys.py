@@ -72,6 +72,11 @@ class Keys:
         return f"{self.base}:unclaimed"
 
     @property
+    def node_fields(self) -> str:
+        """Hash: node -> the record field names its release reads (``long,short``)."""
+        return f"{self.base}:node_fields"
+
+    @property
     def node_capacity(self) -> str:
         """Hash: node -> messages its worker may hold unstarted (prefetch)."""
         return f"{self.base}:node_capacity"

@@ -53,6 +53,63 @@ Time = Annotated[datetime, PlainSerializer(_json_time, when_used="json")]
 """A stored time: UTC, written in JSON as ``2026-12-01T18:34:44.000000Z``."""
 
 
+# -- field names -----------------------------------------------------------------
+# A job hash is written with its fields' long names (``state``, ``next_attempt_at``)
+# or, with ``DURABLE_RECORD_FIELDS=short``, with two-character ones (``st``,
+# ``na``): Redis keeps a hash compact only while it is small, and the long names
+# are a quarter of a retrying job's memory. This table is the one place the two
+# meet: the scripts' record library (lua/lib/record.lua) is rendered from it, and
+# every reading of a hash in Python goes through :func:`long_field_names`. A
+# record keeps the names it was written with until it expires; both are read.
+SHORT_FIELDS: dict[str, str] = {
+    "task": "tk", "policy": "po", "state": "st", "attempt": "at", "streak_base": "sb",
+    "created_at": "ca", "updated_at": "ua", "owner": "ow", "args": "ar", "kwargs": "kw",
+    "queue": "qu", "opts": "op", "claim": "cl", "first_failure_at": "ff",
+    "last_failure_at": "lf", "next_attempt_at": "na", "last_event": "le",
+    "last_error": "er", "held": "hd", "held_by": "hb", "interrupt": "ir",
+    "checkpoint": "cp", "reason": "rs", "killed_reason": "kr", "paused_at": "pa",
+    "stuck_alerted": "sa",
+}  # fmt: skip
+SHORT_PREFIXES: dict[str, str] = {"failures:": "f:", "since:": "s:"}
+"""Fields named after an event (``failures:error``) keep the event: ``f:error``."""
+_LONG_FIELDS = {short: long for long, short in SHORT_FIELDS.items()}
+SHORT_MARK = SHORT_FIELDS["state"]
+"""A record written with short names holds this field (every record has a state)."""
+
+
+_LONG_PREFIXES = {short: long for long, short in SHORT_PREFIXES.items()}
+
+
+def _renamed(name: str, names: dict[str, str], prefixes: dict[str, str]) -> str:
+    if name in names:
+        return names[name]
+    for old, new in prefixes.items():
+        if name.startswith(old):
+            return new + name.removeprefix(old)
+    return name
+
+
+def short_field_name(name: str) -> str:
+    """``name`` as a record written with short names stores it."""
+    return _renamed(name, SHORT_FIELDS, SHORT_PREFIXES)
+
+
+def _long_field_name(name: str) -> str:
+    return _renamed(name, _LONG_FIELDS, _LONG_PREFIXES)
+
+
+def long_field_names(fields: dict[str, str]) -> dict[str, str]:
+    """A job hash as read from Redis, with every field under its long name
+    (a record written with long names is returned as it is). A short record
+    leaves out empty kwargs (lua/lib/record.lua): they read as ``{}``."""
+    if SHORT_MARK not in fields:
+        return fields
+    named = {_long_field_name(name): value for name, value in fields.items()}
+    if "args" in named and "kwargs" not in named:
+        named["kwargs"] = "{}"
+    return named
+
+
 def ms_to_datetime(value: str | int | None) -> datetime | None:
     if value in (None, ""):
         return None

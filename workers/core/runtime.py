@@ -24,7 +24,7 @@ from policies import Catalog, load_catalog
 from workers.core.errors import StateUnavailable
 from workers.core.leases import LeaseKeeper
 from workers.core.refusals import Refusals, refusal_reason
-from workers.core.settings import Settings, redact_url
+from workers.core.settings import Settings, SettingsError, redact_url
 from workers.core.store import Store
 from workers.core.webhook import send_webhook
 
@@ -89,6 +89,28 @@ class Runtime:
         wait = self.settings.redis_min_replicas_timeout if self.settings.redis_min_replicas else 0.0
         room = self.settings.lease_seconds / 2 - wait
         return max(0.05, min(2.0, room))
+
+    def check_record_fields(self) -> None:
+        """With ``DURABLE_RECORD_FIELDS=short``, refuse to start while a worker of an
+        older release is alive: it would read a short record as missing, and run an
+        attempt that claim should have fenced. An unreachable Redis is not checked
+        (the worker waits for it as for any outage)."""
+        if self.settings.record_fields != "short":
+            return
+        try:
+            older = self.store.nodes_reading_long_names_only()
+        except redis.RedisError as exc:
+            log.warning("durable-retry: DURABLE_RECORD_FIELDS=short not checked against "
+                        "the fleet (%s)", _short(exc))  # fmt: skip
+            return
+        if older:
+            shown = ", ".join(older[:5]) + (f" and {len(older) - 5} more" if len(older) > 5 else "")
+            raise SettingsError(
+                f"DURABLE_RECORD_FIELDS=short, but {len(older)} live worker(s) run a release "
+                f"that reads only long field names: {shown}. Roll every worker and producer "
+                "to this release first (with DURABLE_RECORD_FIELDS=long, the default), "
+                "then set short (docs/DEPLOYING.md)."
+            )
 
     def call_redis(self, action: Callable[[], T], what: str) -> T:
         """Run ``action``, retrying while Redis is unreachable or refuses writes;

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -246,6 +246,13 @@ class Settings(BaseSettings):
         le=1000,
         description="Attempts each job keeps in its history (retryctl show); older ones "
         "are dropped. 0 turns history off.",
+    )
+    record_fields: Literal["long", "short"] = Field(
+        default="long",
+        description="Field names of the records this process writes: long (state, "
+        "next_attempt_at) or short (st, na: about 10% less memory per waiting job). Both "
+        "are always read. Set short only once every worker and producer runs this release "
+        "or a later one: an older one cannot read short records (docs/DEPLOYING.md).",
     )
     alert_webhook: str | None = Field(
         default=None,

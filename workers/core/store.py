@@ -38,7 +38,12 @@ from workers.core.records import (
     DEFAULT_HISTORY_ATTEMPTS,
     ENDED_STATES,
     HISTORY_TEXT_CHARS,
+    SHORT_FIELDS,
+    SHORT_MARK,
+    SHORT_PREFIXES,
     JobState,
+    long_field_names,
+    short_field_name,
 )
 from workers.core.settings import (
     Settings,
@@ -60,10 +65,41 @@ def _lua_text(*parts: str) -> str:
     return resources.files("workers.core").joinpath("lua", *parts).read_text()
 
 
-def load_script(name: str) -> str:
-    """The text of ``lua/<name>.lua``, with each ``-- include: <lib>`` line replaced
-    by ``lua/lib/<lib>.lua`` (Redis scripts cannot import; shared steps live once)."""
+def _lua_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def record_library(short_fields: bool) -> str:
+    """``lua/lib/record.lua`` with its tables filled in from ``records.SHORT_FIELDS``
+    (one mapping of field names for Python and the scripts) and the names a new
+    record is written with."""
+    rendered = {
+        "local SHORT = {}": "local SHORT = {"
+        + ", ".join(f"{long} = {_lua_string(short)}" for long, short in SHORT_FIELDS.items())
+        + "}",
+        "local SHORT_PREFIXES = {}": "local SHORT_PREFIXES = {"
+        + ", ".join(f"{{{_lua_string(a)}, {_lua_string(b)}}}" for a, b in SHORT_PREFIXES.items())
+        + "}",
+        "local NEW_RECORDS_SHORT = false": f"local NEW_RECORDS_SHORT = {str(short_fields).lower()}",
+        "local SHORT_MARK = 'st'": f"local SHORT_MARK = {_lua_string(SHORT_MARK)}",
+    }
     lines = []
+    for line in _lua_text("lib", "record.lua").splitlines():
+        start = line.split(" -- rendered")[0]
+        if start in rendered:
+            line = rendered.pop(start)
+        lines.append(line)
+    if rendered:
+        raise RuntimeError(f"lua/lib/record.lua lost the lines to render: {sorted(rendered)}")
+    return "\n".join(lines)
+
+
+def load_script(name: str, *, short_fields: bool = False) -> str:
+    """The text of ``lua/<name>.lua``, with each ``-- include: <lib>`` line replaced
+    by ``lua/lib/<lib>.lua`` (Redis scripts cannot import; shared steps live once),
+    after the record library every script starts with (``short_fields``: new
+    records are written with short field names, ``DURABLE_RECORD_FIELDS=short``)."""
+    lines = [record_library(short_fields)]
     for line in _lua_text(f"{name}.lua").splitlines():
         if line.startswith("-- include: "):
             line = _lua_text("lib", line.removeprefix("-- include: ").strip() + ".lua")
@@ -71,6 +107,8 @@ def load_script(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The record field names this release reads, as its heartbeats say.
+FIELDS_READ = "long,short"
 # Script calls one pipeline sends at most (a group of 10,000 members enqueues in
 # ten round trips, each of a bounded request and reply).
 PIPELINE_CALLS = 1000
@@ -198,9 +236,12 @@ class Store:
         shards: int = 1,
         min_replicas: int = 0,
         min_replicas_timeout_ms: int = 1000,
+        short_fields: bool = False,
     ) -> None:
         """``shards``: the key layout (``DURABLE_REDIS_SHARDS``); 1 keeps the original
-        key names. ``keys`` is shard 0's names (the only shard's, with one)."""
+        key names. ``keys`` is shard 0's names (the only shard's, with one).
+        ``short_fields``: new records get two-character field names
+        (``DURABLE_RECORD_FIELDS=short``); records of either kind are read."""
         self.redis = client
         self.layout = Layout(prefix, shards)
         self.keys: Keys = self.layout.shard(0)
@@ -208,8 +249,10 @@ class Store:
         self.cluster = isinstance(client, redis.RedisCluster)
         self.min_replicas = min_replicas
         self.min_replicas_timeout_ms = min_replicas_timeout_ms
+        self.short_fields = short_fields
         self._scripts = {
-            name: client.register_script(load_script(name)) for name in LUA_SCRIPTS
+            name: client.register_script(load_script(name, short_fields=short_fields))
+            for name in LUA_SCRIPTS
         }
 
     @classmethod
@@ -223,6 +266,7 @@ class Store:
         sentinel_password: str | None = None,
         min_replicas: int = 0,
         min_replicas_timeout_ms: int = 1000,
+        short_fields: bool = False,
         **options: Any,
     ) -> Store:
         options.setdefault("socket_timeout", 10)
@@ -232,7 +276,8 @@ class Store:
             url, sentinel_master=sentinel_master, sentinel_password=sentinel_password, **options
         )
         return cls(client, prefix, shards=shards, min_replicas=min_replicas,
-                   min_replicas_timeout_ms=min_replicas_timeout_ms)  # fmt: skip
+                   min_replicas_timeout_ms=min_replicas_timeout_ms,
+                   short_fields=short_fields)  # fmt: skip
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> Store:
@@ -244,6 +289,7 @@ class Store:
             sentinel_password=password.get_secret_value() if password else None,
             min_replicas=settings.redis_min_replicas,
             min_replicas_timeout_ms=int(settings.redis_min_replicas_timeout * 1000),
+            short_fields=settings.record_fields == "short",
             **options,
         )  # fmt: skip
 
@@ -320,7 +366,7 @@ class Store:
         if not self.layout.sharded:
             return 0
         if policy is None:
-            policy = cast(str | None, self.redis.hget(self.layout.of(job_id).job(job_id), "policy"))
+            policy = self.field(job_id, "policy")
             if policy is None:
                 return 0
         own = self.layout.shard_of(job_id)
@@ -707,9 +753,20 @@ class Store:
         Returns Redis' now (ms) and the nodes silent for ``dead_after_ms`` (now gone).
         """
         k = self.fleet
-        reply = self._run("nodes", [k.nodes, k.last_death, k.node_capacity],
-                          [node, "beat", dead_after_ms, capacity or ""])  # fmt: skip
+        reply = self._run("nodes", [k.nodes, k.last_death, k.node_capacity, k.node_fields],
+                          [node, "beat", dead_after_ms, capacity or "", FIELDS_READ])  # fmt: skip
         return int(reply[0]), [str(n) for n in reply[1:]]
+
+    def nodes_reading_long_names_only(self) -> list[str]:
+        """The live nodes whose release cannot read short field names: they never
+        said which names they read (releases before ``DURABLE_RECORD_FIELDS``)."""
+        k = self.fleet
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(k.nodes, 0, -1)
+        pipe.hgetall(k.node_fields)
+        live, said = pipe.execute()
+        return sorted(str(node) for node in live
+                      if "short" not in str(said.get(node, "")).split(","))  # fmt: skip
 
     def lost_messages(self) -> int:
         """This worker's broker connection was re-made: the countdown messages it
@@ -751,7 +808,8 @@ class Store:
     def leave(self, node: str) -> None:
         """A clean shutdown: ``node`` is gone, and that is no death."""
         k = self.fleet
-        self._run("nodes", [k.nodes, k.last_death, k.node_capacity], [node, "leave", 0, ""])
+        self._run("nodes", [k.nodes, k.last_death, k.node_capacity, k.node_fields],
+                  [node, "leave", 0, "", ""])  # fmt: skip
 
     def fleet_capacity(self, dead: Sequence[str], unknown: int) -> int:
         """Messages the whole fleet (live nodes and ``dead``) may hold unstarted; then
@@ -776,9 +834,9 @@ class Store:
         one extra message that claim drops.
         """
         k = self.layout.of(job_id)
-        due = self.redis.hget(k.job(job_id), "next_attempt_at")
+        due = self.field(job_id, "next_attempt_at")
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hdel(k.job(job_id), "held")
+        pipe.hdel(k.job(job_id), "held", short_field_name("held"))  # whichever it holds
         if due is not None:
             pipe.zadd(k.due, {job_id: int(due)}, xx=True, lt=True)
         pipe.execute()
@@ -967,8 +1025,13 @@ class Store:
         return int(seconds) * 1000 + int(micros) // 1000
 
     def get(self, job_id: str) -> dict[str, str] | None:
+        """The job's record, every field under its long name (None: no record)."""
         fields = cast(dict[str, str], self.redis.hgetall(self.layout.of(job_id).job(job_id)))
-        return fields or None
+        return long_field_names(fields) or None
+
+    def field(self, job_id: str, name: str) -> str | None:
+        """One field of the job's record (``name`` long), whichever names it holds."""
+        return self.fields_of([job_id], [name])[0][0]
 
     def history(self, job_id: str) -> list[str]:
         """The job's last attempts, oldest first: JSON entries (none for records
@@ -980,7 +1043,7 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(self.layout.of(job_id).job(job_id))
-        return [fields or None for fields in pipe.execute()]
+        return [long_field_names(fields) or None for fields in pipe.execute()]
 
     def index_keys(self, state: JobState) -> tuple[str, ...]:
         """The indexes that list jobs of ``state``: queued jobs are in the due set
@@ -1193,8 +1256,13 @@ class Store:
                 for i in ids]  # fmt: skip
 
     def fields_of(self, ids: Sequence[str], names: Sequence[str]) -> list[list[str | None]]:
-        """Some fields of many jobs, in one pipelined round trip."""
+        """Some fields (long names) of many jobs, in one pipelined round trip. Each
+        name is asked for under both of its names: a record holds one of them."""
+        asked = [*names, *(short_field_name(name) for name in names)]
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hmget(self.layout.of(job_id).job(job_id), list(names))
-        return [list(row) for row in pipe.execute()]
+            pipe.hmget(self.layout.of(job_id).job(job_id), asked)
+        n = len(names)
+        return [[long if long is not None else short
+                 for long, short in zip(row[:n], row[n:], strict=True)]
+                for row in pipe.execute()]  # fmt: skip

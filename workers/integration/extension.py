@@ -193,6 +193,7 @@ class DurableStep(bootsteps.StartStopStep):
         names = runtime.catalog.names()  # raises PolicyError on a bad DURABLE_POLICY_FILE
         log.info("durable-retry: policies %s; state in Redis; sweeper every %gs",
                  ", ".join(names), runtime.settings.sweep_seconds)  # fmt: skip
+        runtime.check_record_fields()  # raises SettingsError while an older worker lives
         patches.apply(control_of)
         hostname = getattr(parent, "hostname", None) or "worker"
         extension.register_policies(worker=f"{hostname}:{os.getpid()}")

@@ -13,17 +13,17 @@
 --      or {"drop", why, state, attempt} (not the job's next attempt: stale,
 --         running elsewhere, killed, finished; dropped as claim would)
 
-local state = redis.call('HGET', KEYS[1], 'state')
-local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0')
+local state = job_call('HGET', KEYS[1], 'state')
+local attempt = tonumber(job_call('HGET', KEYS[1], 'attempt') or '0')
 if state ~= 'retrying' and state ~= 'queued' then
   return {'drop', state or 'missing', state or '', attempt}
 end
 if tonumber(ARGV[2]) ~= attempt + 1 then
   return {'drop', 'stale', state, attempt}
 end
-redis.call('HSET', KEYS[1], 'state', 'retrying', 'held_by', 'budget',
+job_call('HSET', KEYS[1], 'state', 'retrying', 'held_by', 'budget',
   'next_attempt_at', ARGV[3])
 -- No message holds it now: a sweeper publishes it when its slot comes.
-redis.call('HDEL', KEYS[1], 'held')
+job_call('HDEL', KEYS[1], 'held')
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return {'waiting', state, attempt}

@@ -18,7 +18,7 @@ if stale then
   return {'stale', stale}
 end
 new_streak(KEYS[1], KEYS[2], ARGV[4], tonumber(ARGV[1]) - 1)
-redis.call('HSET', KEYS[1], 'checkpoint', ARGV[3])
-local out = redis.call('HGETALL', KEYS[1])
+job_call('HSET', KEYS[1], 'checkpoint', ARGV[3])
+local out = job_call('HGETALL', KEYS[1])
 table.insert(out, 1, 'ok')
 return out

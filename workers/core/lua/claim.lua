@@ -33,25 +33,25 @@
 
 local now = now_ms()
 local wanted = tonumber(ARGV[2])
-local state = redis.call('HGET', KEYS[1], 'state')
+local state = job_call('HGET', KEYS[1], 'state')
 
 if not state then
   if ARGV[7] ~= '1' then
     return {'missing'}
   end
-  redis.call('HSET', KEYS[1], 'task', ARGV[3], 'policy', ARGV[4], 'state', 'running',
+  job_call('HSET', KEYS[1], 'task', ARGV[3], 'policy', ARGV[4], 'state', 'running',
     'attempt', wanted, 'created_at', now, 'updated_at', now,
     'owner', ARGV[5], 'args', ARGV[8], 'kwargs', ARGV[9], 'queue', ARGV[10],
     'claim', ARGV[11])
   if wanted > 1 then
     -- (absent reads as 0: the usual case stores no field for it)
-    redis.call('HSET', KEYS[1], 'streak_base', wanted - 1)
+    job_call('HSET', KEYS[1], 'streak_base', wanted - 1)
   end
 else
-  local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt'))
+  local attempt = tonumber(job_call('HGET', KEYS[1], 'attempt'))
   local again = state == 'running' and attempt == wanted and ARGV[11] ~= ''
-    and redis.call('HGET', KEYS[1], 'claim') == ARGV[11]
-    and redis.call('HGET', KEYS[1], 'owner') == ARGV[5]
+    and job_call('HGET', KEYS[1], 'claim') == ARGV[11]
+    and job_call('HGET', KEYS[1], 'owner') == ARGV[5]
   if not again then
     -- (again: this very claim ran already; only the lease is renewed below)
     if state ~= 'retrying' and state ~= 'queued' then
@@ -61,7 +61,7 @@ else
     if wanted ~= attempt + 1 then
       return {'drop', 'stale', state, attempt}
     end
-    local owners = redis.call('HMGET', KEYS[1], 'policy', 'task')
+    local owners = job_call('HMGET', KEYS[1], 'policy', 'task')
     if defer_if_paused(KEYS[1], KEYS[6], KEYS[7], ARGV[1], owners[1], owners[2], now) then
       redis.call('ZREM', KEYS[2], ARGV[1])
       redis.call('ZREM', KEYS[5], ARGV[1])
@@ -69,18 +69,18 @@ else
     end
     if attempt > 0 then
       -- a waiting retry (first attempts, attempt 0, were never counted)
-      redis.call('HINCRBY', KEYS[4], redis.call('HGET', KEYS[1], 'policy'), -1)
+      redis.call('HINCRBY', KEYS[4], job_call('HGET', KEYS[1], 'policy'), -1)
     end
     redis.call('ZREM', KEYS[2], ARGV[1])
     redis.call('ZREM', KEYS[5], ARGV[1])
-    redis.call('HSET', KEYS[1], 'state', 'running', 'attempt', wanted, 'updated_at', now,
+    job_call('HSET', KEYS[1], 'state', 'running', 'attempt', wanted, 'updated_at', now,
       'owner', ARGV[5], 'claim', ARGV[11])
-    redis.call('HDEL', KEYS[1], 'next_attempt_at', 'interrupt', 'held', 'held_by')
+    job_call('HDEL', KEYS[1], 'next_attempt_at', 'interrupt', 'held', 'held_by')
   end
 end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[1])
 local out = {'ok', now}
-local fields = redis.call('HGETALL', KEYS[1])
+local fields = job_call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
   local name = fields[i]
   if name ~= 'args' and name ~= 'kwargs' and name ~= 'opts' and name ~= 'claim' then

@@ -31,7 +31,7 @@
 -- include: paused
 
 local now = now_ms()
-local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'task', 'args', 'kwargs',
+local job = job_call('HMGET', KEYS[1], 'state', 'attempt', 'task', 'args', 'kwargs',
   'queue', 'policy', 'first_failure_at', 'opts', 'held', 'next_attempt_at', 'last_event',
   'held_by')
 local held, next_at = job[10], job[11]
@@ -55,7 +55,7 @@ end
 if waiting then
   -- The message published now holds the job: like a countdown, it is copied
   -- again only after a worker death or the safety margin, not every pass.
-  redis.call('HSET', KEYS[1], 'state', 'queued', 'held', now)
+  job_call('HSET', KEYS[1], 'state', 'queued', 'held', now)
   job[1] = 'queued'
   return job
 end

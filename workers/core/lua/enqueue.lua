@@ -21,27 +21,27 @@
 -- include: now_ms
 
 local now = now_ms()
-local state = redis.call('HGET', KEYS[1], 'state')
+local state = job_call('HGET', KEYS[1], 'state')
 if state then
-  return {'exists', state, redis.call('HGET', KEYS[1], 'attempt') or '0'}
+  return {'exists', state, job_call('HGET', KEYS[1], 'attempt') or '0'}
 end
 local countdown = tonumber(ARGV[8])
 local due = now + countdown
 -- (no streak_base: absent reads as 0, a field less in every record)
-redis.call('HSET', KEYS[1], 'task', ARGV[2], 'policy', ARGV[3], 'state', 'queued',
+job_call('HSET', KEYS[1], 'task', ARGV[2], 'policy', ARGV[3], 'state', 'queued',
   'attempt', 0, 'created_at', now, 'updated_at', now,
   'args', ARGV[4], 'kwargs', ARGV[5], 'queue', ARGV[7])
 if ARGV[6] ~= '' then
-  redis.call('HSET', KEYS[1], 'opts', ARGV[6])
+  job_call('HSET', KEYS[1], 'opts', ARGV[6])
 end
 if countdown <= 0 then
   redis.call('ZADD', KEYS[2], now, ARGV[1])
   return {'new', now, now}
 end
-redis.call('HSET', KEYS[1], 'next_attempt_at', due)
+job_call('HSET', KEYS[1], 'next_attempt_at', due)
 if ARGV[9] == 'broker' then
   -- As a countdown retry: a sweeper publishes it only if a worker died since.
-  redis.call('HSET', KEYS[1], 'held', now)
+  job_call('HSET', KEYS[1], 'held', now)
   redis.call('ZADD', KEYS[3], due + tonumber(ARGV[10]), ARGV[1])
 else
   redis.call('ZADD', KEYS[3], due, ARGV[1])

@@ -40,7 +40,7 @@
 local now = now_ms()
 local stale = not_owner(KEYS[1], ARGV[2], ARGV[3])
 if stale and ARGV[17] and ARGV[17] ~= '' then
-  local done = redis.call('HMGET', KEYS[1], 'attempt', 'claim', 'held', 'next_attempt_at')
+  local done = job_call('HMGET', KEYS[1], 'attempt', 'claim', 'held', 'next_attempt_at')
   if done[1] == ARGV[2] and done[2] == ARGV[17] then
     -- This very failure was recorded already: answer as the first run did.
     if stale == 'dead' or stale == 'parked' then
@@ -48,7 +48,7 @@ if stale and ARGV[17] and ARGV[17] ~= '' then
     end
     if stale == 'retrying' then
       if done[3] and tonumber(ARGV[9]) > 0 then
-        local payload = redis.call('HMGET', KEYS[1], 'args', 'kwargs', 'queue', 'opts')
+        local payload = job_call('HMGET', KEYS[1], 'args', 'kwargs', 'queue', 'opts')
         return {'retry', now, tonumber(done[4]), payload[1] or '[]', payload[2] or '{}',
           payload[3] or '', payload[4] or ''}
       end
@@ -59,7 +59,7 @@ end
 if stale then
   return {'stale', stale}
 end
-local job = redis.call('HMGET', KEYS[1], 'policy', 'updated_at')
+local job = job_call('HMGET', KEYS[1], 'policy', 'updated_at')
 local policy, started = job[1], job[2]
 local event = ARGV[4]
 local keep = tonumber(ARGV[12])
@@ -67,20 +67,20 @@ local keep = tonumber(ARGV[12])
 local entry = {attempt = tonumber(ARGV[2]), started_at = tonumber(started), ended_at = now,
   worker = ARGV[15], event = event, error = ARGV[13], reason = ARGV[14]}
 redis.call('ZREM', KEYS[2], ARGV[1])
-local streak_starts = redis.call('HSETNX', KEYS[1], 'first_failure_at', now) == 1
-if redis.call('HINCRBY', KEYS[1], 'failures:' .. event, 1) == 1 and not streak_starts then
+local streak_starts = job_call('HSETNX', KEYS[1], 'first_failure_at', now) == 1
+if job_call('HINCRBY', KEYS[1], 'failures:' .. event, 1) == 1 and not streak_starts then
   -- The event's own window starts now. One that starts with the streak is not
   -- written: it reads first_failure_at (records.py), a field less per job.
-  redis.call('HSETNX', KEYS[1], 'since:' .. event, now)
+  job_call('HSETNX', KEYS[1], 'since:' .. event, now)
 end
 redis.call('HINCRBY', KEYS[7], 'failures:' .. event, 1)
-redis.call('HSET', KEYS[1], 'last_failure_at', now, 'last_event', event,
+job_call('HSET', KEYS[1], 'last_failure_at', now, 'last_event', event,
   'last_error', ARGV[5], 'updated_at', now)
-redis.call('HDEL', KEYS[1], 'owner', 'interrupt')
+job_call('HDEL', KEYS[1], 'owner', 'interrupt')
 
 if ARGV[7] == 'dead' then
   local expires = now + tonumber(ARGV[11])
-  redis.call('HSET', KEYS[1], 'state', 'dead', 'reason', ARGV[6])
+  job_call('HSET', KEYS[1], 'state', 'dead', 'reason', ARGV[6])
   redis.call('HINCRBY', KEYS[7], 'dead', 1)
   redis.call('PEXPIREAT', KEYS[1], expires)
   redis.call('ZADD', KEYS[6], expires, ARGV[1])
@@ -95,7 +95,7 @@ local cap = tonumber(ARGV[10])
 local waiting = tonumber(redis.call('HGET', KEYS[4], policy) or '0')
   + tonumber(ARGV[16] ~= nil and ARGV[16] ~= '' and ARGV[16] or '0')
 if cap >= 0 and waiting >= cap then
-  redis.call('HSET', KEYS[1], 'state', 'parked', 'reason', ARGV[6])
+  job_call('HSET', KEYS[1], 'state', 'parked', 'reason', ARGV[6])
   redis.call('ZADD', KEYS[5], now, ARGV[1])
   entry.decision = 'parked'
   add_history(KEYS[9], keep, entry)
@@ -104,13 +104,13 @@ end
 -- A waiting job keeps no reason: the sentence repeats its fields (error,
 -- next attempt) and would double its memory (Redis keeps a hash compact only
 -- while every value is short). The worker's log line and Flower carry it.
-redis.call('HDEL', KEYS[1], 'reason')
+job_call('HDEL', KEYS[1], 'reason')
 local due = now + tonumber(ARGV[8])
-redis.call('HSET', KEYS[1], 'state', 'retrying', 'next_attempt_at', due)
+job_call('HSET', KEYS[1], 'state', 'retrying', 'next_attempt_at', due)
 if tonumber(ARGV[9]) > 0 then
-  redis.call('HSET', KEYS[1], 'held', now)
+  job_call('HSET', KEYS[1], 'held', now)
 else
-  redis.call('HDEL', KEYS[1], 'held')
+  job_call('HDEL', KEYS[1], 'held')
 end
 redis.call('HINCRBY', KEYS[4], policy, 1)
 redis.call('ZADD', KEYS[3], due + tonumber(ARGV[9]), ARGV[1])
@@ -118,7 +118,7 @@ entry.decision = 'retry'
 entry.delay_ms = tonumber(ARGV[8])
 add_history(KEYS[9], keep, entry)
 if tonumber(ARGV[9]) > 0 then
-  local payload = redis.call('HMGET', KEYS[1], 'args', 'kwargs', 'queue', 'opts')
+  local payload = job_call('HMGET', KEYS[1], 'args', 'kwargs', 'queue', 'opts')
   return {'retry', now, due, payload[1] or '[]', payload[2] or '{}', payload[3] or '',
     payload[4] or ''}
 end

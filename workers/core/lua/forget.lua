@@ -7,7 +7,7 @@
 --                    made by anyone else, or claimed since, is kept)
 --
 -- Returns 1 if the record was removed, 0 if it was kept.
-local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'created_at')
+local job = job_call('HMGET', KEYS[1], 'state', 'attempt', 'created_at')
 if job[1] ~= 'queued' or job[2] ~= '0' or job[3] ~= ARGV[2] then
   return 0
 end

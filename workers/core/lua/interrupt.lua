@@ -9,11 +9,11 @@
 -- once), so the owner is matched on the node; one attempt runs in one place.
 --
 -- Returns 1 if the lease was expired, 0 if the attempt no longer runs there.
-local job = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'owner')
+local job = job_call('HMGET', KEYS[1], 'state', 'attempt', 'owner')
 if job[1] ~= 'running' or job[2] ~= ARGV[2] or not job[3]
     or string.sub(job[3], 1, #ARGV[3]) ~= ARGV[3] then
   return 0
 end
-redis.call('HSET', KEYS[1], 'interrupt', ARGV[4])
+job_call('HSET', KEYS[1], 'interrupt', ARGV[4])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1

@@ -14,13 +14,13 @@
 -- Returns {"killed", previous state} | {"unknown"} | {"finished", state}
 -- include: now_ms
 local now = now_ms()
-local job = redis.call('HMGET', KEYS[1], 'state', 'policy', 'attempt')
+local job = job_call('HMGET', KEYS[1], 'state', 'policy', 'attempt')
 local state = job[1]
 if not state then
   if ARGV[4] ~= '1' then
     return {'unknown'}
   end
-  redis.call('HSET', KEYS[1], 'task', '', 'policy', '', 'attempt', 0, 'created_at', now)
+  job_call('HSET', KEYS[1], 'task', '', 'policy', '', 'attempt', 0, 'created_at', now)
   state = 'unknown'
 elseif state == 'killed' or state == 'succeeded' then
   return {'finished', state}
@@ -35,8 +35,8 @@ redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
 redis.call('ZREM', KEYS[8], ARGV[1])
 redis.call('ZREM', KEYS[10], ARGV[1])
-redis.call('HDEL', KEYS[1], 'owner', 'next_attempt_at', 'interrupt', 'held')
-redis.call('HSET', KEYS[1], 'state', 'killed', 'killed_reason', ARGV[2], 'updated_at', now)
+job_call('HDEL', KEYS[1], 'owner', 'next_attempt_at', 'interrupt', 'held')
+job_call('HSET', KEYS[1], 'state', 'killed', 'killed_reason', ARGV[2], 'updated_at', now)
 local expires = now + tonumber(ARGV[3])
 redis.call('PEXPIREAT', KEYS[1], expires)
 redis.call('ZADD', KEYS[6], expires, ARGV[1])

@@ -9,7 +9,7 @@
 -- ARGV[1] job id     ARGV[2] when the death (or the loss) was noticed, ms
 --
 -- Returns 1 when the entry moved forward, 0 when nothing changed.
-local job = redis.call('HMGET', KEYS[1], 'state', 'held', 'next_attempt_at')
+local job = job_call('HMGET', KEYS[1], 'state', 'held', 'next_attempt_at')
 local state, held = job[1], tonumber(job[2] or '')
 if (state ~= 'retrying' and state ~= 'queued') or not held or held > tonumber(ARGV[2]) then
   return 0

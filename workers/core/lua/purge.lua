@@ -8,7 +8,7 @@
 --
 -- Returns 1 if the record was deleted, 0 if it was kept, 2 if the record was
 -- already gone (its stale index entry is dropped).
-local job = redis.call('HMGET', KEYS[1], 'state', 'updated_at')
+local job = job_call('HMGET', KEYS[1], 'state', 'updated_at')
 if not job[1] then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('DEL', KEYS[4])

@@ -15,13 +15,13 @@ local start, interval, slot = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARG
 local released = 0
 for i = 4, #ARGV, 2 do
   local id, jitter, key = ARGV[i], tonumber(ARGV[i + 1]), KEYS[4 + (i - 4) / 2]
-  local job = redis.call('HMGET', key, 'state', 'policy', 'task', 'paused_at')
+  local job = job_call('HMGET', key, 'state', 'policy', 'task', 'paused_at')
   local waiting = job[1] == 'retrying' or job[1] == 'queued'
   if not waiting then
     -- killed, resumed and run, or gone: nothing to release
     redis.call('ZREM', KEYS[2], id)
     if job[1] then
-      redis.call('HDEL', key, 'paused_at')
+      job_call('HDEL', key, 'paused_at')
     end
   elseif redis.call('HEXISTS', KEYS[1], 'policy:' .. (job[2] or '')) == 0
       and redis.call('HEXISTS', KEYS[1], 'task:' .. (job[3] or '')) == 0 then
@@ -29,14 +29,14 @@ for i = 4, #ARGV, 2 do
     slot = slot + 1
     local shift = math.max(0, due - tonumber(job[4] or due))
     if shift > 0 then
-      for _, name in ipairs(redis.call('HKEYS', key)) do
+      for _, name in ipairs(job_call('HKEYS', key)) do
         if name == 'first_failure_at' or string.sub(name, 1, 6) == 'since:' then
-          redis.call('HINCRBY', key, name, shift)
+          job_call('HINCRBY', key, name, shift)
         end
       end
     end
-    redis.call('HDEL', key, 'paused_at')
-    redis.call('HSET', key, 'next_attempt_at', due)
+    job_call('HDEL', key, 'paused_at')
+    job_call('HSET', key, 'next_attempt_at', due)
     redis.call('ZADD', KEYS[3], due, id)
     redis.call('ZREM', KEYS[2], id)
     released = released + 1

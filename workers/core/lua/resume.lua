@@ -20,7 +20,7 @@
 -- include: new_streak
 
 local now = now_ms()
-local job = redis.call('HMGET', KEYS[1], 'state', 'policy', 'attempt', 'args')
+local job = job_call('HMGET', KEYS[1], 'state', 'policy', 'attempt', 'args')
 local state = job[1]
 if not state then
   return {'unknown'}
@@ -46,6 +46,6 @@ redis.call('PERSIST', KEYS[7])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('HINCRBY', KEYS[3], job[2], 1)
-redis.call('HSET', KEYS[1], 'state', 'retrying', 'next_attempt_at', now, 'updated_at', now)
+job_call('HSET', KEYS[1], 'state', 'retrying', 'next_attempt_at', now, 'updated_at', now)
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 return {'resumed', state}

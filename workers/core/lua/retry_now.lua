@@ -8,15 +8,15 @@
 -- Returns {"ok"} | {"unknown"} | {"refused", state}
 -- include: now_ms
 local now = now_ms()
-local state = redis.call('HGET', KEYS[1], 'state')
+local state = job_call('HGET', KEYS[1], 'state')
 if not state then
   return {'unknown'}
 end
 if state ~= 'retrying' and state ~= 'queued' then
   return {'refused', state}
 end
-redis.call('HSET', KEYS[1], 'next_attempt_at', now, 'updated_at', now)
+job_call('HSET', KEYS[1], 'next_attempt_at', now, 'updated_at', now)
 -- Published by the next sweep even if a countdown message still holds it.
-redis.call('HDEL', KEYS[1], 'held')
+job_call('HDEL', KEYS[1], 'held')
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 return {'ok'}

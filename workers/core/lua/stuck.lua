@@ -10,7 +10,7 @@
 --         "already" (reported earlier in this streak)
 -- include: now_ms
 local now = now_ms()
-local job = redis.call('HMGET', KEYS[1], 'state', 'first_failure_at')
+local job = job_call('HMGET', KEYS[1], 'state', 'first_failure_at')
 local state = job[1]
 if state ~= 'retrying' and state ~= 'queued' and state ~= 'parked' and state ~= 'running' then
   return {'no', 'state:' .. (state or 'missing')}
@@ -18,7 +18,7 @@ end
 if not job[2] or now - tonumber(job[2]) < tonumber(ARGV[2]) then
   return {'no', 'not-yet'}
 end
-if redis.call('HSETNX', KEYS[1], 'stuck_alerted', now) == 0 then
+if job_call('HSETNX', KEYS[1], 'stuck_alerted', now) == 0 then
   return {'no', 'already'}
 end
 redis.call('ZADD', KEYS[2], now, ARGV[1])

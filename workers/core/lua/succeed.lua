@@ -16,7 +16,7 @@
 
 local now = now_ms()
 local stale = not_owner(KEYS[1], ARGV[2], ARGV[3])
-if stale == 'succeeded' and redis.call('HGET', KEYS[1], 'attempt') == ARGV[2] then
+if stale == 'succeeded' and job_call('HGET', KEYS[1], 'attempt') == ARGV[2] then
   -- Run again after its reply was lost: this attempt succeeded (the only one that
   -- can, claim fences the others), so answer as the first run did.
   return {'ok', now}
@@ -27,12 +27,12 @@ end
 redis.call('ZREM', KEYS[2], ARGV[1])
 -- claim wrote updated_at when the attempt started; nothing else moves it while it runs.
 add_history(KEYS[5], tonumber(ARGV[5]), {attempt = tonumber(ARGV[2]),
-  started_at = tonumber(redis.call('HGET', KEYS[1], 'updated_at')), ended_at = now,
+  started_at = tonumber(job_call('HGET', KEYS[1], 'updated_at')), ended_at = now,
   worker = ARGV[3], event = 'success', decision = 'succeeded'})
 -- The arguments and checkpoint are only needed to run it again: free them.
-redis.call('HDEL', KEYS[1], 'owner', 'args', 'kwargs', 'queue', 'opts', 'checkpoint',
+job_call('HDEL', KEYS[1], 'owner', 'args', 'kwargs', 'queue', 'opts', 'checkpoint',
   'interrupt', 'claim')
-redis.call('HSET', KEYS[1], 'state', 'succeeded', 'updated_at', now)
+job_call('HSET', KEYS[1], 'state', 'succeeded', 'updated_at', now)
 local expires = now + tonumber(ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], expires)
 redis.call('ZADD', KEYS[3], expires, ARGV[1])

@@ -17,16 +17,16 @@ end
 if tonumber(score) > now then
   return {'skip', 'lease renewed'}
 end
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then
+if job_call('HGET', KEYS[1], 'state') ~= 'running' then
   -- The record ended or expired under a stale index entry: drop the entry.
   redis.call('ZREM', KEYS[2], ARGV[1])
   return {'skip', 'not running'}
 end
-local out = redis.call('HGETALL', KEYS[1])
-redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+local out = job_call('HGETALL', KEYS[1])
+job_call('HSET', KEYS[1], 'owner', ARGV[2])
 -- The worker's claim token goes: its late fail must not pass for a run again
 -- of the failure this sweeper records (fail.lua, ARGV[16]).
-redis.call('HDEL', KEYS[1], 'claim')
+job_call('HDEL', KEYS[1], 'claim')
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 table.insert(out, 1, now)
 table.insert(out, 1, 'ok')

@@ -23,7 +23,7 @@ for k = 2, #KEYS do
   local id = ARGV[k]
   local score = redis.call('ZSCORE', KEYS[1], id)
   if score and tonumber(score) < cutoff then
-    local job = redis.call('HMGET', KEYS[k], 'state', 'attempt', 'task', 'args', 'kwargs',
+    local job = job_call('HMGET', KEYS[k], 'state', 'attempt', 'task', 'args', 'kwargs',
       'queue', 'opts', 'policy')
     if job[1] == 'queued' and job[2] == '0' then
       redis.call('ZADD', KEYS[1], now, id)

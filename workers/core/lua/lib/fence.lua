@@ -3,7 +3,7 @@
 -- job's state ("missing" when there is no record). Invariant 1: an attempt
 -- whose lease was taken over, or whose job was killed meanwhile, changes nothing.
 local function not_owner(job_key, attempt, owner)
-  local job = redis.call('HMGET', job_key, 'state', 'attempt', 'owner')
+  local job = job_call('HMGET', job_key, 'state', 'attempt', 'owner')
   if job[1] ~= 'running' or job[2] ~= attempt or job[3] ~= owner then
     return job[1] or 'missing'
   end

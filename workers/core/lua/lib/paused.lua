@@ -15,9 +15,9 @@ local function defer_if_paused(job_key, pauses_key, deferred_key, job_id, policy
     return nil
   end
   redis.call('ZADD', deferred_key, 'NX', now, job_id)
-  redis.call('HSETNX', job_key, 'paused_at', now)
+  job_call('HSETNX', job_key, 'paused_at', now)
   -- Held by no message now: the release's due entry is published by a sweeper.
   -- A retry-budget slot it held is gone too (release spaces it out instead).
-  redis.call('HDEL', job_key, 'held', 'next_attempt_at', 'held_by')
+  job_call('HDEL', job_key, 'held', 'next_attempt_at', 'held_by')
   return target
 end
