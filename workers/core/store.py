@@ -69,26 +69,37 @@ def _lua_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _renaming(names: dict[str, str], prefixes: dict[str, str]) -> list[str]:
+    """The body of a Lua function ``(name)`` that renames by ``names``, else by the
+    first of ``prefixes`` the name starts with: an if-chain, no table (see record.lua)."""
+    lines = [f"  if name == {_lua_string(old)} then return {_lua_string(new)}"
+             for old, new in names.items()]  # fmt: skip
+    lines[1:] = [line.replace("  if", "  elseif", 1) for line in lines[1:]]
+    for old, new in prefixes.items():
+        lines.append(f"  elseif string.sub(name, 1, {len(old)}) == {_lua_string(old)} then "
+                     f"return {_lua_string(new)} .. string.sub(name, {len(old) + 1})")  # fmt: skip
+    return [*lines, "  end", "  return name"]
+
+
 def record_library(short_fields: bool) -> str:
-    """``lua/lib/record.lua`` with its tables filled in from ``records.SHORT_FIELDS``
+    """``lua/lib/record.lua`` with its renamings rendered from ``records.SHORT_FIELDS``
     (one mapping of field names for Python and the scripts) and the names a new
     record is written with."""
+    long_names = {short: long for long, short in SHORT_FIELDS.items()}
+    long_prefixes = {short: long for long, short in SHORT_PREFIXES.items()}
     rendered = {
-        "local SHORT = {}": "local SHORT = {"
-        + ", ".join(f"{long} = {_lua_string(short)}" for long, short in SHORT_FIELDS.items())
-        + "}",
-        "local SHORT_PREFIXES = {}": "local SHORT_PREFIXES = {"
-        + ", ".join(f"{{{_lua_string(a)}, {_lua_string(b)}}}" for a, b in SHORT_PREFIXES.items())
-        + "}",
-        "local NEW_RECORDS_SHORT = false": f"local NEW_RECORDS_SHORT = {str(short_fields).lower()}",
-        "local SHORT_MARK = 'st'": f"local SHORT_MARK = {_lua_string(SHORT_MARK)}",
-    }
-    lines = []
+        "return name -- rendered: an if-chain, long name -> short name":
+            _renaming(SHORT_FIELDS, SHORT_PREFIXES),
+        "return name -- rendered: an if-chain, short name -> long name":
+            _renaming(long_names, long_prefixes),
+        "local NEW_RECORDS_SHORT = false -- rendered: the names a new record is written with":
+            [f"local NEW_RECORDS_SHORT = {str(short_fields).lower()}"],
+        "local SHORT_MARK = 'st' -- rendered: the field every short record holds":
+            [f"local SHORT_MARK = {_lua_string(SHORT_MARK)}"],
+    }  # fmt: skip
+    lines: list[str] = []
     for line in _lua_text("lib", "record.lua").splitlines():
-        start = line.split(" -- rendered")[0]
-        if start in rendered:
-            line = rendered.pop(start)
-        lines.append(line)
+        lines += rendered.pop(line.strip(), [line])
     if rendered:
         raise RuntimeError(f"lua/lib/record.lua lost the lines to render: {sorted(rendered)}")
     return "\n".join(lines)

@@ -8,16 +8,17 @@
 -- A short record also leaves out empty kwargs ('{}'): every reader takes an
 -- absent kwargs for '{}' (the scripts' callers, records.long_field_names), and
 -- the eight bytes keep a typical waiting job's hash in a smaller allocation.
-local SHORT = {} -- rendered: long name -> short name
-local SHORT_PREFIXES = {} -- rendered: {long prefix, short prefix}, ...
+-- A script runs this preamble on every call (Redis keeps no Lua state between
+-- calls), so it builds no table: the renamings are if-chains, rendered.
 local NEW_RECORDS_SHORT = false -- rendered: the names a new record is written with
 local SHORT_MARK = 'st' -- rendered: the field every short record holds
-local LONG, LONG_PREFIXES = {}, {}
-for long, short in pairs(SHORT) do
-  LONG[short] = long
+
+local function to_short(name)
+  return name -- rendered: an if-chain, long name -> short name
 end
-for _, pair in ipairs(SHORT_PREFIXES) do
-  table.insert(LONG_PREFIXES, {pair[2], pair[1]})
+
+local function to_long(name)
+  return name -- rendered: an if-chain, short name -> long name
 end
 
 local short_records = {}
@@ -39,47 +40,49 @@ local function is_short(key)
   return known
 end
 
--- `name` renamed by `names` (a table), or by the first of `prefixes` ({from, to}) it starts with.
-local function renamed(name, names, prefixes)
-  if names[name] then
-    return names[name]
-  end
-  for _, pair in ipairs(prefixes) do
-    if string.sub(name, 1, #pair[1]) == pair[1] then
-      return pair[2] .. string.sub(name, #pair[1] + 1)
+-- A script's first read of a record asks, with the fields (by the writer's own
+-- names), for the other kind's mark: a record of the writer's kind (or none)
+-- is answered at once, with no probe; only a record of the other kind is read
+-- again, by its names.
+local function first_read(command, key, ...)
+  local asked = {...}
+  if NEW_RECORDS_SHORT then
+    for i = 1, #asked do
+      asked[i] = to_short(asked[i])
     end
   end
-  return name
+  asked[#asked + 1] = NEW_RECORDS_SHORT and 'state' or SHORT_MARK
+  local reply = redis.call('HMGET', key, unpack(asked))
+  if reply[#asked] then
+    short_records[key] = not NEW_RECORDS_SHORT
+    return nil
+  end
+  short_records[key] = NEW_RECORDS_SHORT
+  if command == 'HGET' then
+    return {reply[1]}
+  end
+  reply[#asked] = nil
+  return {reply}
 end
-
-local function to_short(name)
-  return renamed(name, SHORT, SHORT_PREFIXES)
-end
-
-local function to_long(name)
-  return renamed(name, LONG, LONG_PREFIXES)
-end
-
--- Where each command's field names are among its arguments (after the key).
-local FIELDS_AT = {HGET = 'one', HSETNX = 'one', HINCRBY = 'one', HEXISTS = 'one',
-  HSET = 'pairs', HMGET = 'all', HDEL = 'all', HGETALL = 'none', HKEYS = 'none'}
 
 local function job_call(command, key, ...)
-  local where = FIELDS_AT[command]
-  if not where then
-    error('record.lua: job_call() does not know the command ' .. command)
+  if short_records[key] == nil and (command == 'HGET' or command == 'HMGET') then
+    local answer = first_read(command, key, ...)
+    if answer then
+      return answer[1]
+    end
   end
   if not is_short(key) then
     return redis.call(command, key, ...)
   end
   local args = {...}
-  if where == 'one' then
+  if command == 'HGET' or command == 'HSETNX' or command == 'HINCRBY' or command == 'HEXISTS' then
     args[1] = to_short(args[1])
-  elseif where == 'all' then
+  elseif command == 'HMGET' or command == 'HDEL' then
     for i = 1, #args do
       args[i] = to_short(args[i])
     end
-  elseif where == 'pairs' then
+  elseif command == 'HSET' then
     local kept = {}
     for i = 1, #args, 2 do
       if not (args[i] == 'kwargs' and args[i + 1] == '{}') then
@@ -91,6 +94,8 @@ local function job_call(command, key, ...)
       return 0
     end
     args = kept
+  elseif command ~= 'HGETALL' and command ~= 'HKEYS' then
+    error('record.lua: job_call() does not know the command ' .. command)
   end
   local reply = redis.call(command, key, unpack(args))
   if command == 'HGETALL' then
