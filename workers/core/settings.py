@@ -250,7 +250,7 @@ class Settings(BaseSettings):
     record_fields: Literal["long", "short"] = Field(
         default="long",
         description="Field names of the records this process writes: long (state, "
-        "next_attempt_at) or short (st, na: about 10% less memory per waiting job). Both "
+        "next_attempt_at) or short (st, na: about 20% less memory per waiting job). Both "
         "are always read. Set short only once every worker and producer runs this release "
         "or a later one: an older one cannot read short records (docs/DEPLOYING.md).",
     )
