@@ -1,6 +1,6 @@
 """A producer process: enqueue jobs the way an application does, and time it.
 
-``python -m bench.producer SIDE JOB N [--mode delay|group] [--warmup K] [--queue Q]``
+``python -m bench.producer SIDE JOB N [--mode delay|delay+rt|group] [--warmup K] [--queue Q]``
 
 Run by the bench in a process of its own, with the environment a worker of
 that side gets (:meth:`bench.harness.Bench.env`): the durable side imports
@@ -10,7 +10,9 @@ product path, ``DurableTask.apply_async`` (the record written at enqueue), and
 the bench's own process keeps no durable settings.
 
 ``--mode delay`` calls ``job.delay(i)`` ``N`` times in a loop; ``--mode group``
-sends ``group(job.s(i) for i in range(N)).apply_async()``. ``--warmup K``
+sends ``group(job.s(i) for i in range(N)).apply_async()``; ``--mode delay+rt`` is
+``delay`` with one bare EVALSHA round trip before each (the floor of a record written
+at enqueue: bench/enqueue_floor.py). ``--warmup K``
 enqueues ``K`` jobs first, untimed (connections, script loading). Prints one
 JSON line: the loop's wall time and Redis' command counters over the loop
 (``INFO commandstats``; nothing else runs against the bench's Redis meanwhile).
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("side", choices=sorted(MODULES))
     parser.add_argument("job")
     parser.add_argument("n", type=int)
-    parser.add_argument("--mode", choices=("delay", "group"), default="delay")
+    parser.add_argument("--mode", choices=("delay", "delay+rt", "group"), default="delay")
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--queue", help="route every job to this queue (apply_async queue=)")
     args = parser.parse_args(argv)
@@ -44,8 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     task = getattr(importlib.import_module(MODULES[args.side]), args.job)
     options = {"queue": args.queue} if args.queue else {}
 
+    bare = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"]).register_script("return 1")
+
     def enqueue(count: int, mode: str) -> None:
-        if mode == "group":
+        if mode == "delay+rt":
+            for i in range(count):
+                bare()
+                task.delay(i)
+        elif mode == "group":
             group(task.s(i).set(**options) for i in range(count)).apply_async()
         elif options:
             for i in range(count):
