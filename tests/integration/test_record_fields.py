@@ -121,8 +121,11 @@ def test_retryctl_shows_a_short_record_in_plain_words(redis_client):
     job_id = make_job(store, JobState.RETRYING, failures=2)
     shown = run("show", job_id)
     assert shown.exit_code == ExitCode.OK, shown.output
-    assert "retrying" in shown.output and "upstream said no" in shown.output
-    assert "error: 2" in shown.output or "error 2" in shown.output, shown.output
+    assert re.search(r"^state\s+retrying$", shown.output, re.M), shown.output
+    assert re.search(r"^failures\s+error 2$", shown.output, re.M), shown.output
+    assert re.search(r"^last error\s+RuntimeError: upstream said no$", shown.output, re.M)
+    # Empty kwargs, left out of a short record, show as the {} they are.
+    assert re.search(r"^kwargs\s+\{\}$", shown.output, re.M), shown.output
     listed = run("list", "--json")
     assert listed.exit_code == ExitCode.OK, listed.output
     assert job_id in listed.output and '"state": "retrying"' in listed.output

@@ -27,7 +27,7 @@ from policies import Event
 from tests.jobs import body_runs
 from tests.support.background import Background
 from workers.core.keys import Layout
-from workers.core.records import JobRecord
+from workers.core.records import SHORT_FIELDS, JobRecord
 
 TERMINAL = frozenset({"succeeded", "dead", "killed"})
 
@@ -37,7 +37,7 @@ READ_JOBS = """
 local rows = {}
 for n = 1, #ARGV do
   -- (a record holds long or short field names: DURABLE_RECORD_FIELDS)
-  local job = redis.call('HMGET', KEYS[4 + n], 'state', 'attempt', 'st', 'at')
+  local job = redis.call('HMGET', KEYS[4 + n], 'state', 'attempt', 'SHORT_STATE', 'SHORT_ATTEMPT')
   job = {job[1] or job[3], job[2] or job[4]}
   local indexed = 0
   for i = 1, 4 do
@@ -46,7 +46,7 @@ for n = 1, #ARGV do
   rows[#rows + 1] = {job[1] or '', job[2] or '0', indexed}
 end
 return rows
-"""
+""".replace("SHORT_STATE", SHORT_FIELDS["state"]).replace("SHORT_ATTEMPT", SHORT_FIELDS["attempt"])
 
 
 @dataclass

@@ -72,12 +72,10 @@ SHORT_FIELDS: dict[str, str] = {
 }  # fmt: skip
 SHORT_PREFIXES: dict[str, str] = {"failures:": "f:", "since:": "s:"}
 """Fields named after an event (``failures:error``) keep the event: ``f:error``."""
-_LONG_FIELDS = {short: long for long, short in SHORT_FIELDS.items()}
+LONG_FIELDS = {short: long for long, short in SHORT_FIELDS.items()}
+LONG_PREFIXES = {short: long for long, short in SHORT_PREFIXES.items()}
 SHORT_MARK = SHORT_FIELDS["state"]
 """A record written with short names holds this field (every record has a state)."""
-
-
-_LONG_PREFIXES = {short: long for long, short in SHORT_PREFIXES.items()}
 
 
 def _renamed(name: str, names: dict[str, str], prefixes: dict[str, str]) -> str:
@@ -95,7 +93,7 @@ def short_field_name(name: str) -> str:
 
 
 def _long_field_name(name: str) -> str:
-    return _renamed(name, _LONG_FIELDS, _LONG_PREFIXES)
+    return _renamed(name, LONG_FIELDS, LONG_PREFIXES)
 
 
 def long_field_names(fields: dict[str, str]) -> dict[str, str]:

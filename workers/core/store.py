@@ -38,6 +38,8 @@ from workers.core.records import (
     DEFAULT_HISTORY_ATTEMPTS,
     ENDED_STATES,
     HISTORY_TEXT_CHARS,
+    LONG_FIELDS,
+    LONG_PREFIXES,
     SHORT_FIELDS,
     SHORT_MARK,
     SHORT_PREFIXES,
@@ -85,13 +87,11 @@ def record_library(short_fields: bool) -> str:
     """``lua/lib/record.lua`` with its renamings rendered from ``records.SHORT_FIELDS``
     (one mapping of field names for Python and the scripts) and the names a new
     record is written with."""
-    long_names = {short: long for long, short in SHORT_FIELDS.items()}
-    long_prefixes = {short: long for long, short in SHORT_PREFIXES.items()}
     rendered = {
         "return name -- rendered: an if-chain, long name -> short name":
             _renaming(SHORT_FIELDS, SHORT_PREFIXES),
         "return name -- rendered: an if-chain, short name -> long name":
-            _renaming(long_names, long_prefixes),
+            _renaming(LONG_FIELDS, LONG_PREFIXES),
         "local NEW_RECORDS_SHORT = false -- rendered: the names a new record is written with":
             [f"local NEW_RECORDS_SHORT = {str(short_fields).lower()}"],
         "local SHORT_MARK = 'st' -- rendered: the field every short record holds":
@@ -260,7 +260,6 @@ class Store:
         self.cluster = isinstance(client, redis.RedisCluster)
         self.min_replicas = min_replicas
         self.min_replicas_timeout_ms = min_replicas_timeout_ms
-        self.short_fields = short_fields
         self._scripts = {
             name: client.register_script(load_script(name, short_fields=short_fields))
             for name in LUA_SCRIPTS

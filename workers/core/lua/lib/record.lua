@@ -2,8 +2,8 @@
 -- names as the scripts write them (the long ones: 'state', 'failures:error').
 -- A record written with short names (DURABLE_RECORD_FIELDS=short: 'st',
 -- 'f:error') gets them translated on the way in, and HGETALL / HKEYS replies
--- translated back, so no script knows which names a record holds. The tables
--- come from workers/core/records.py (SHORT_FIELDS), rendered by the store.
+-- translated back, so no script knows which names a record holds. The store
+-- renders the renamings from workers/core/records.py (SHORT_FIELDS).
 -- Every script starts with this library.
 -- A short record also leaves out empty kwargs ('{}'): every reader takes an
 -- absent kwargs for '{}' (the scripts' callers, records.long_field_names), and
