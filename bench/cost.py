@@ -1,14 +1,19 @@
 """Where a durable job's time goes against plain Celery's: CPU per job, not jobs/s.
 
-``python -m bench.cost [--jobs 3000] [--runs 3] [--variants plain,durable,...]``
+``python -m bench.cost [--jobs 3000] [--runs 3] [--variants plain,durable,...]
+[--job noop|fail_once_0s] [--pool solo|prefork]``
 
-Each run: the jobs are enqueued first (``noop.delay`` from a producer process, as
+Each run: the jobs are enqueued first (``JOB.delay`` from a producer process, as
 scenario 1 does: the durable side's records are written at enqueue), then one
-solo worker (``celery -A bench.cost_probe``) starts and drains them. From its first
-fetch until the last ack the tool reads
+worker (``celery -A bench.cost_probe``, solo by default) starts and drains them.
+``--job fail_once_0s`` is scenario 2's job: each fails once and retries at once,
+so a job is two attempts (durable-retry: claim + fail, then claim + succeed;
+plain Celery: its own ``self.retry``). ``--pool prefork`` runs scenarios 1 and 2's
+pool (2 processes). From the worker's first fetch until the last ack the tool reads
 
-- the worker's CPU (utime+stime from ``/proc/<pid>/task/*/stat``), main thread and
-  the other threads (the durable side's sweeper and lease keeper) apart, and its
+- the worker's CPU (utime+stime from ``/proc/<pid>/task/*/stat``), main thread
+  (with ``prefork``: and every pool process) and the main process' other threads
+  (the durable side's sweeper and lease keeper) apart, and the main thread's
   context switches (voluntary: it blocked; involuntary: it was preempted);
 - the Redis server's CPU (``INFO cpu``) and commands (``INFO commandstats``), minus
   the tool's own polling (one pipelined LLEN+HLEN every 10 ms);
@@ -53,18 +58,34 @@ VARIANTS: dict[str, tuple[str, str]] = {
 POLL_COMMANDS = ("llen", "hlen", "info", "config|resetstat", "flushall", "config")
 
 
+def pool_processes(pid: int) -> list[int]:
+    """The pool processes of a prefork worker (none for solo)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def stat_cpu(stat: Path) -> float:
+    """utime + stime (s) of a ``/proc/.../stat`` file: a process' threads, or one
+    thread's (0 once it is gone)."""
+    try:
+        text = stat.read_text()
+    except OSError:
+        return 0.0
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 def thread_cpu(pid: int) -> tuple[float, float, int, int]:
-    """(main thread CPU s, other threads CPU s, voluntary, involuntary switches of main)."""
-    main = other = 0.0
+    """(main thread + pool processes' CPU s, other threads CPU s, voluntary,
+    involuntary switches of main)."""
+    main = sum(stat_cpu(Path(f"/proc/{child}/stat")) for child in pool_processes(pid))
+    other = 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        cpu = (int(fields[11]) + int(fields[12])) / TICK
+        cpu = stat_cpu(task / "stat")
         if int(task.name) == pid:
-            main = cpu
+            main += cpu
         else:
             other += cpu
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -92,18 +113,21 @@ class Run:
         return value * 1e6 / self.jobs
 
 
-def drain(bench: Bench, variant: str, n: int, count: int) -> Run:
+def drain(
+    bench: Bench, variant: str, n: int, count: int, job: str = "noop", pool: str = "solo"
+) -> Run:
     side, flags = VARIANTS[variant]
     bench.flush()
-    bench.produce(side, "noop", n)
+    bench.produce(side, job, n)
     if bench.client.llen(QUEUE) != n:
         raise RuntimeError(f"expected {n} messages in the queue")
     out = bench.base / f"timers-{count}.json"
     env = bench.env(side)
-    env.update(BENCH_COST_SIDE=side, BENCH_COST_FLAGS=flags, BENCH_COST_OUT=str(out))
+    env.update(BENCH_COST_SIDE=side, BENCH_COST_FLAGS=flags, BENCH_COST_OUT=str(out),
+               BENCH_COST_JOB=job)  # fmt: skip
     worker = WorkerProcess(env, bench.base / f"cost-{variant}-{count}.log",
-                           module="bench.cost_probe", name=f"c{count}", pool="solo",
-                           concurrency=1)  # fmt: skip
+                           module="bench.cost_probe", name=f"c{count}", pool=pool,
+                           concurrency=1 if pool == "solo" else 2)  # fmt: skip
     load0 = os.getloadavg()[0]
     worker.start(wait=False)
     try:
@@ -210,21 +234,28 @@ def main(argv: list[str] | None = None) -> int:
         default="plain,durable",
         help=f"comma-separated, in rotation order: {', '.join(VARIANTS)}",
     )
+    parser.add_argument("--job", choices=("noop", "fail_once_0s"), default="noop",
+                        help="noop: the success path; fail_once_0s: the retry path")
+    parser.add_argument("--pool", choices=("solo", "prefork"), default="solo")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.pool == "prefork" and any("timers" in VARIANTS[v][1] for v in args.variants.split(",")
+                                      if v in VARIANTS):
+        parser.error("timers are written by a solo worker only (use --pool solo)")
     variants = [v for v in args.variants.split(",") if v]
     for v in variants:
         if v not in VARIANTS:
             parser.error(f"unknown variant {v!r}")
     by_variant: dict[str, list[Run]] = {v: [] for v in variants}
     count = 0
-    print(f"load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(f"job {args.job}, {args.pool} pool; load before: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with Bench() as bench:
         for round_ in range(args.runs):
             order = variants if round_ % 2 == 0 else list(reversed(variants))
             for variant in order:
                 count += 1
-                run = drain(bench, variant, args.jobs, count)
+                run = drain(bench, variant, args.jobs, count, args.job, args.pool)
                 by_variant[variant].append(run)
                 print(f"round {round_ + 1} {variant}: {run.jobs / run.seconds:.0f} jobs/s, "
                       f"main CPU {run.per_job_us(run.main_cpu):.0f} µs/job, "

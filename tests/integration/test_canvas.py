@@ -10,6 +10,7 @@ with such steps.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -163,3 +164,39 @@ def test_nothing_of_the_project_goes_to_the_ready_made_app(redis_client, canvas_
     assert result.get(timeout=RESULT_TIMEOUT) == 2
     assert redis_client.llen("celery") == 0 and redis_client.llen("canvas") == 0
     assert in_state(result.id, JobState.SUCCEEDED) is not None
+
+
+def _stored_options(app: Any, job_id: str) -> dict[str, Any]:
+    """The message options a queued or retrying job's record keeps (succeed drops them)."""
+    record = durable_of(app).runtime.store.get(job_id) or {}
+    assert record.get("state") == "queued", record
+    return dict(json.loads(record.get("opts") or "{}"))
+
+
+def test_a_plain_job_stores_no_message_options(redis_client, canvas_worker):
+    """Celery writes reply_to (the caller's oid) and replaced_task_nesting 0 into every
+    message; with a result backend that reads neither, the record keeps none of it."""
+    plain = cj.step.apply_async((1, 1))
+    # What the caller chose is kept, its own reply_to included.
+    chosen = cj.step.apply_async((1, 0), reply_to="replies-of-billing", priority=3)
+    assert _stored_options(cj.app, plain.id) == {}
+    assert _stored_options(cj.app, chosen.id) == {"reply_to": "replies-of-billing", "priority": 3}
+    canvas_worker()
+    assert plain.get(timeout=RESULT_TIMEOUT) == 2
+    wait_for(lambda: in_state_of(chosen.id, JobState.SUCCEEDED), 30, "the job to succeed")
+
+
+def test_results_reach_the_caller_over_rpc_after_retries_on_every_path(redis_client, start_worker):
+    """The rpc:// backend sends the result to the caller's reply_to queue: a retry a
+    worker publishes (countdown) and one a sweeper publishes (held in Redis) carry it."""
+    from tests import rpc_jobs
+
+    countdown = rpc_jobs.step.apply_async((1, 2))
+    held = rpc_jobs.slow_step.apply_async((5, 1))
+    caller = str(rpc_jobs.app.thread_oid)
+    for job_id in (countdown.id, held.id):
+        assert _stored_options(rpc_jobs.app, job_id) == {"reply_to": caller}
+    start_worker("r1", module="tests.rpc_jobs", queues="rpc")
+    assert countdown.get(timeout=RESULT_TIMEOUT) == 2
+    assert held.get(timeout=RESULT_TIMEOUT) == 6
+    assert jobs.body_runs(redis_client, held.id) == {1: 1, 2: 1}

@@ -69,10 +69,28 @@ def queue_of(publish: dict[str, Any]) -> str:
     return ""
 
 
-def options_from_message(body: Any, publish: dict[str, Any]) -> dict[str, Any]:
+def unread_reply_to(app: Any) -> str | None:
+    """The ``reply_to`` that Celery puts on every message of ``app`` when nothing reads it.
+
+    Celery sets ``reply_to`` to the sending thread's ``app.thread_oid`` on every
+    task message, but only an RPC result backend (``rpc://``) sends a result there.
+    With any other backend that value is not stored, so a plain job's record
+    keeps no options at all (and its enqueue writes one field less).
+    """
+    from celery.backends.rpc import RPCBackend
+
+    return None if isinstance(app.backend, RPCBackend) else str(app.thread_oid)
+
+
+def options_from_message(
+    body: Any, publish: dict[str, Any], unread_reply_to: str | None = None
+) -> dict[str, Any]:
     """What must go out again with every attempt, read from the first message.
 
-    Only what is set is kept, so a plain job stores nothing here.
+    Only what is set is kept, so a plain job stores nothing here: not the
+    defaults Celery writes into every message (``replaced_task_nesting`` 0), and
+    not ``reply_to`` when it is ``unread_reply_to`` (:func:`unread_reply_to`).
+    A ``reply_to`` the caller chose is always kept.
     """
     headers: dict[str, Any] = dict(publish.get("headers") or {})
     _args, _kwargs, embed = body if isinstance(body, (list, tuple)) else ((), {}, {})
@@ -93,7 +111,7 @@ def options_from_message(body: Any, publish: dict[str, Any]) -> dict[str, Any]:
     keep("soft_time_limit", soft)
     if headers.get("ignore_result"):
         options["ignore_result"] = True
-    keep("replaced_task_nesting", headers.get("replaced_task_nesting"))
+    keep("replaced_task_nesting", headers.get("replaced_task_nesting") or None)
     if stamped:
         options["stamped_headers"] = stamped
         keep("stamps", headers.get("stamps"))
@@ -109,7 +127,8 @@ def options_from_message(body: Any, publish: dict[str, Any]) -> dict[str, Any]:
     keep("chord", embed.get("chord"))
     properties = {k: v for k, v in publish.items() if k not in PUBLISH_ARGUMENTS}
     keep("priority", properties.get("priority"))
-    keep("reply_to", properties.get("reply_to"))
+    if properties.get("reply_to") != unread_reply_to:
+        keep("reply_to", properties.get("reply_to"))
     if _name(publish.get("exchange")):
         # A named exchange (topic, fanout): route as the first message was.
         options["exchange"] = _name(publish.get("exchange"))
@@ -149,8 +168,12 @@ class FirstMessage:
     Everything else (events, other messages) passes through to the real producer.
     """
 
-    def __init__(self, producer: Any, rt: Runtime, job_id: str, task: str, policy: str) -> None:
+    def __init__(
+        self, producer: Any, rt: Runtime, job_id: str, task: str, policy: str,
+        unread_reply_to: str | None = None,
+    ) -> None:  # fmt: skip
         self._producer = producer
+        self._unread_reply_to = unread_reply_to
         self._rt = rt
         self._job_id = job_id
         self._task = task
@@ -191,7 +214,7 @@ class FirstMessage:
         """The record to write for the job's first message, as it goes on the wire."""
         rt = self._rt
         headers = publish.get("headers") or {}
-        options = options_from_message(body, publish)
+        options = options_from_message(body, publish, self._unread_reply_to)
         try:
             encoded = kombu_json.dumps(options) if options else ""
         except (TypeError, ValueError) as exc:
@@ -206,7 +229,8 @@ class FirstMessage:
         countdown_ms = _countdown_ms(headers)
         try:
             payload = Payload(
-                args=kombu_json.dumps(list(args)), kwargs=kombu_json.dumps(dict(kwargs)),
+                args=kombu_json.dumps(list(args)),
+                kwargs=kombu_json.dumps(dict(kwargs)) if kwargs else "{}",
                 queue=queue_of(publish), options=encoded,
             )  # fmt: skip
         except (TypeError, ValueError) as exc:

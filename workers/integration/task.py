@@ -44,7 +44,7 @@ from workers.core.recorder import record_failure
 from workers.core.records import checkpoint_from_fields
 from workers.core.retry_call import retry_requested
 from workers.core.runtime import Runtime
-from workers.integration.enqueue import FirstMessage, not_json_error
+from workers.integration.enqueue import FirstMessage, not_json_error, unread_reply_to
 from workers.integration.extension import DurableExtension, durable_of, install
 from workers.integration.options import (
     INLINE,
@@ -190,7 +190,10 @@ class DurableTask(Task):
         job_id = task_id or uuid()
         options["headers"] = {**(options.get("headers") or {}), ATTEMPT_HEADER: 1}
         with app.producer_or_acquire(producer) as real:
-            first = FirstMessage(real, self.durable.runtime, job_id, self.name, self.policy.name)
+            first = FirstMessage(
+                real, self.durable.runtime, job_id, self.name, self.policy.name,
+                unread_reply_to(app),
+            )  # fmt: skip
             try:
                 return super().apply_async(
                     args, kwargs, task_id=job_id, producer=first, **options
