@@ -28,16 +28,14 @@ Durable side:
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import logging
 import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 from celery.signals import after_setup_logger
 from celery.worker.request import Request
+
+from bench.timers import Timers
 
 SIDE = os.environ.get("BENCH_COST_SIDE", "durable")
 JOB = os.environ.get("BENCH_COST_JOB", "noop")  # or fail_once_0s: the retry path
@@ -62,54 +60,6 @@ class PlainRequest(Request):
                    return_ok: bool = False) -> Any:  # fmt: skip
         return super().on_failure(exc_info, send_failed_event=send_failed_event,
                                   return_ok=return_ok)  # fmt: skip
-
-
-class Timers:
-    """Per name: calls, wall ns and this thread's CPU ns."""
-
-    def __init__(self) -> None:
-        self.totals: dict[str, list[int]] = {}
-        self.jobs = 0
-
-    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        row = self.totals.setdefault(name, [0, 0, 0])
-        wall, cpu = time.perf_counter_ns, time.thread_time_ns
-
-        @functools.wraps(fn)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            w, c = wall(), cpu()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                row[1] += wall() - w
-                row[2] += cpu() - c
-                row[0] += 1
-
-        return timed
-
-    def overhead_ns(self) -> tuple[float, float]:
-        """(wall, CPU) ns one timer adds around a call, measured here."""
-        probe = Timers()
-        inner = probe.wrap("x", lambda: None)
-        n = 20_000
-        w, c = time.perf_counter_ns(), time.thread_time_ns()
-        for _ in range(n):
-            inner()
-        w1, c1 = time.perf_counter_ns() - w, time.thread_time_ns() - c
-        w, c = time.perf_counter_ns(), time.thread_time_ns()
-        for _ in range(n):
-            (lambda: None)()
-        w2, c2 = time.perf_counter_ns() - w, time.thread_time_ns() - c
-        return (w1 - w2) / n, (c1 - c2) / n
-
-    def dump(self) -> None:
-        if OUT:
-            with open(OUT + ".tmp", "w") as f:
-                json.dump({"jobs": self.jobs, "totals": self.totals,
-                           "overhead_ns": self.overhead}, f)  # fmt: skip
-            os.replace(OUT + ".tmp", OUT)
-
-    overhead: tuple[float, float] = (0.0, 0.0)
 
 
 def _plain_patches() -> None:
@@ -179,8 +129,7 @@ def _durable_patches() -> None:
 
         Store.claim = trimmed  # type: ignore[method-assign]
     if "timers" in FLAGS:
-        timers = Timers()
-        timers.overhead = timers.overhead_ns()
+        timers = Timers(OUT)
         t = timers.wrap
         Store.claim = t("Store.claim", Store.claim)  # type: ignore[method-assign]
         Store.succeed = t("Store.succeed", Store.succeed)  # type: ignore[method-assign]

@@ -225,7 +225,7 @@ class Bench:
 
     def produce(
         self, side: str, job: str, n: int, *, mode: str = "delay", warmup: int = 0,
-        queue: str | None = None, timeout: float = 1800.0,
+        queue: str | None = None, timeout: float = 1800.0, timers: bool = False,
     ) -> dict[str, Any]:  # fmt: skip
         """Enqueue ``n`` jobs from a producer process of ``side`` (:mod:`bench.producer`):
         ``job.delay`` in a loop or one ``group``, through the side's own app, so the
@@ -234,6 +234,8 @@ class Bench:
                    "--warmup", str(warmup)]  # fmt: skip
         if queue:
             command += ["--queue", queue]
+        if timers:
+            command.append("--timers")
         done = subprocess.run(command, env=self.env(side), cwd=ROOT, capture_output=True,
                               text=True, timeout=timeout)  # fmt: skip
         if done.returncode != 0:

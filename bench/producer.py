@@ -1,6 +1,7 @@
 """A producer process: enqueue jobs the way an application does, and time it.
 
-``python -m bench.producer SIDE JOB N [--mode delay|delay+rt|group] [--warmup K] [--queue Q]``
+``python -m bench.producer SIDE JOB N [--mode delay|delay+rt|group] [--warmup K] [--queue Q]
+[--timers]``
 
 Run by the bench in a process of its own, with the environment a worker of
 that side gets (:meth:`bench.harness.Bench.env`): the durable side imports
@@ -16,6 +17,8 @@ at enqueue: bench/enqueue_floor.py). ``--warmup K``
 enqueues ``K`` jobs first, untimed (connections, script loading). Prints one
 JSON line: the loop's wall time and Redis' command counters over the loop
 (``INFO commandstats``; nothing else runs against the bench's Redis meanwhile).
+``--timers`` adds per-call timers around the pieces of ``apply_async`` (:func:`timed_pieces`)
+and prints what they measured with the rest (``"timers"``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,29 @@ import redis
 from celery import group
 
 from bench.harness import MODULES, CommandStats
+from bench.timers import Timers
+
+
+def timed_pieces(side: str) -> Timers:
+    """Wrap, in this process only, what ``apply_async`` does on each side."""
+    from celery.app.task import Task
+    from kombu.messaging import Producer
+    from redis.commands.core import Script
+
+    timers = Timers()
+    t = timers.wrap
+    Task.apply_async = t("Celery's Task.apply_async (total)", Task.apply_async)
+    Producer.publish = t("kombu Producer.publish (message + task-sent event)", Producer.publish)  # type: ignore[method-assign]
+    if side == "durable":
+        from workers.core.store import Store
+        from workers.integration.enqueue import FirstMessage
+        from workers.integration.task import DurableTask
+
+        DurableTask.apply_async = t("DurableTask.apply_async (total)", DurableTask.apply_async)  # type: ignore[method-assign]
+        FirstMessage.new_job = t("FirstMessage.new_job (the record)", FirstMessage.new_job)  # type: ignore[method-assign]
+        Store.enqueue_many = t("Store.enqueue_many (the enqueue script)", Store.enqueue_many)  # type: ignore[method-assign]
+        Script.__call__ = t("redis-py Script.__call__ (EVALSHA round trip)", Script.__call__)  # type: ignore[method-assign]
+    return timers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("delay", "delay+rt", "group"), default="delay")
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--queue", help="route every job to this queue (apply_async queue=)")
+    parser.add_argument("--timers", action="store_true", help="per-call timers (delay mode)")
     args = parser.parse_args(argv)
+    if args.timers and args.mode != "delay":
+        parser.error("--timers times the delay loop only (--mode delay)")
 
     task = getattr(importlib.import_module(MODULES[args.side]), args.job)
     options = {"queue": args.queue} if args.queue else {}
@@ -62,20 +91,26 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(count):
                 task.delay(i)
 
+    timers = timed_pieces(args.side) if args.timers else None
     if args.warmup:
         enqueue(args.warmup, "delay")
+    if timers:
+        timers.clear()
     client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
     before = CommandStats.read(client)
     started = time.perf_counter()
     enqueue(args.n, args.mode)
     seconds = time.perf_counter() - started
+    if timers:
+        timers.jobs = args.n
     stats = CommandStats.read(client).minus(before)
     scripts, script_usec = stats.scripts()
     # INFO itself (two calls per read) is not the producer's.
     calls = sum(v for k, v in stats.calls.items() if k != "info")
     print(json.dumps({"n": args.n, "seconds": seconds, "scripts": scripts,
                       "script_usec": script_usec, "calls": calls,
-                      "commands": {k: v for k, v in stats.calls.items() if v}}))  # fmt: skip
+                      "commands": {k: v for k, v in stats.calls.items() if v},
+                      "timers": timers.as_json() if timers else None}))  # fmt: skip
     return 0
 
 
