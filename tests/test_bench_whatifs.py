@@ -1,0 +1,44 @@
+"""The bench's floor what-ifs (``python -m bench.cost``, ``python -m bench.enqueue_floor``)
+run and measure what they say they measure.
+
+Tiny sizes, asserting what the tools count, never a time. A file of its own, so
+that it runs beside the bench smoke (the test processes take a file each).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+def test_the_floor_what_ifs_measure_what_they_say(capsys: pytest.CaptureFixture[str]) -> None:
+    """Counted, not timed: the enqueue floor prints its three variants and times each
+    piece of the durable ``apply_async`` once per job (kombu's publish twice: the
+    message and its event); the retry path's floor makes two round trips per attempt
+    (a job is two attempts)."""
+    from bench import cost, enqueue_floor
+
+    assert enqueue_floor.main(["--jobs", "20", "--runs", "1", "--timers"]) == 0
+    printed = capsys.readouterr().out
+    for variant in ("durable delay", "plain delay", "plain delay+rt"):
+        assert f"| {variant} |" in printed, printed
+    for piece in ("FirstMessage.new_job (the record)", "Store.enqueue_many (the enqueue script)",
+                  "kombu Producer.publish (message + task-sent event)"):  # fmt: skip
+        assert f"| {piece} | 1.00 |" in printed or f"| {piece} | 2.00 |" in printed, printed
+
+    argv = ["--jobs", "20", "--runs", "1", "--variants", "durable,plain+2rt",
+            "--job", "fail_once_0s", "--pool", "prefork"]  # fmt: skip
+    assert cost.main(argv) == 0
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    evalsha = {}
+    for variant, line in itertools.pairwise(lines):
+        if "Redis commands per job" in line:
+            name = variant.split(":")[0].strip()
+            evalsha[name] = float(line.split("evalsha ")[1].split(",")[0])
+    # Claim + fail, claim + succeed: four per job (a script's first call in each pool
+    # process is sent twice, NOSCRIPT and again; the durable side's sweeper adds its own).
+    assert 4.0 <= evalsha["plain+2rt"] < 4.5 and evalsha["durable"] >= 4.0, printed
