@@ -113,4 +113,3 @@ def test_recovery_on_rabbitmq_measures_both_sides_in_both_queue_setups(
     # The quorum setup really kept the plain side's countdowns in the broker.
     assert any(line.startswith("- quorum, plain Celery") and " 0 of them" not in line
                for line in section.details)  # fmt: skip
-

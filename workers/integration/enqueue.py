@@ -83,13 +83,13 @@ def unread_reply_to(app: Any) -> str | None:
 
 
 def options_from_message(
-    body: Any, publish: dict[str, Any], unread_reply_to: str | None = None
+    body: Any, publish: dict[str, Any], unread: str | None = None
 ) -> dict[str, Any]:
     """What must go out again with every attempt, read from the first message.
 
     Only what is set is kept, so a plain job stores nothing here: not the
     defaults Celery writes into every message (``replaced_task_nesting`` 0), and
-    not ``reply_to`` when it is ``unread_reply_to`` (:func:`unread_reply_to`).
+    not ``reply_to`` when it is ``unread`` (what :func:`unread_reply_to` names).
     A ``reply_to`` the caller chose is always kept.
     """
     headers: dict[str, Any] = dict(publish.get("headers") or {})
@@ -127,7 +127,7 @@ def options_from_message(
     keep("chord", embed.get("chord"))
     properties = {k: v for k, v in publish.items() if k not in PUBLISH_ARGUMENTS}
     keep("priority", properties.get("priority"))
-    if properties.get("reply_to") != unread_reply_to:
+    if properties.get("reply_to") != unread:
         keep("reply_to", properties.get("reply_to"))
     if _name(publish.get("exchange")):
         # A named exchange (topic, fanout): route as the first message was.
@@ -170,10 +170,10 @@ class FirstMessage:
 
     def __init__(
         self, producer: Any, rt: Runtime, job_id: str, task: str, policy: str,
-        unread_reply_to: str | None = None,
+        unread: str | None = None,
     ) -> None:  # fmt: skip
         self._producer = producer
-        self._unread_reply_to = unread_reply_to
+        self._unread_reply_to = unread  # a reply_to not to keep (unread_reply_to)
         self._rt = rt
         self._job_id = job_id
         self._task = task
