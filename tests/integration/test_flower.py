@@ -7,10 +7,13 @@ tests read its HTTP API (and, for one, its task page in headless Chromium).
 from __future__ import annotations
 
 import ast
+import base64
+import json
 import os
 import re
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,6 +25,7 @@ from tests.support.ops import control
 from workers import JobState
 from workers.core.records import JobRecord
 from workers.core.texts import iso
+from workers.integration.patches.revoke import _announce_revoked
 
 pytestmark = pytest.mark.integration
 
@@ -207,3 +211,33 @@ def test_flower_task_page_shows_attempts_and_first_failure(
     shot = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path / "task.png"
     run_chromium(chromium, url, f"--screenshot={shot}", "--window-size=1400,1060")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_revoke_announcement_is_on_the_wire_when_the_hook_returns(redis_client):
+    """The worker's consumer buffers task events until its loop turns again; a
+    worker stopped right after a revoke would drop the announcement, and Flower
+    would show the killed job waiting (RETRY) for ever. The hook flushes it."""
+    # The dispatcher the worker's consumer makes on an event loop (celery's
+    # worker/consumer/events.py): task events buffered, flushed "soon".
+    flushes_asked: list[bool] = []
+    dispatcher = jobs.app.events.Dispatcher(
+        jobs.app.connection_for_write(), hostname="w1@test", buffer_group=["task"],
+        on_send_buffered=lambda: flushes_asked.append(True),
+    )  # fmt: skip
+    listener = redis_client.pubsub()
+    listener.psubscribe("*celeryev*")
+    wait_for(lambda: listener.get_message(timeout=0.1), 5, "the event subscription")
+    try:
+        state = SimpleNamespace(consumer=SimpleNamespace(event_dispatcher=dispatcher))
+        _announce_revoked(state, "job-revoked-then-stopped")
+        # No loop turns here: what is published is what the hook itself sent.
+        message = wait_for(lambda: listener.get_message(timeout=0.1), 5, "the task-revoked event")
+    finally:
+        listener.close()
+        dispatcher.close()
+        dispatcher.connection.close()
+    payload = json.loads(message["data"])
+    events = json.loads(base64.b64decode(payload["body"]))
+    assert [(e["type"], e["uuid"]) for e in events] == [
+        ("task-revoked", "job-revoked-then-stopped")
+    ]

@@ -74,5 +74,9 @@ def _announce_revoked(state: Any, job_id: str) -> None:
         return
     try:
         dispatcher.send("task-revoked", uuid=job_id, terminated=False, signum=None, expired=False)
+        # On an event loop the consumer buffers task events until the loop turns
+        # again, and a worker stopped before then drops them (its dispatcher is
+        # disabled at shutdown, unflushed): publish the announcement now.
+        dispatcher.flush(errors=False, groups=True)
     except Exception as exc:  # an event must never stop the revoke itself
         log.warning("durable-retry: task-revoked event for %s not sent: %s", job_id, exc)
