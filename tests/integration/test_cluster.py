@@ -459,3 +459,36 @@ def test_retryctl_list_over_retrying_jobs_on_three_masters(fresh, request):
           f"retryctl list --json as a command: {', '.join(f'{t:.2f}s' for t in timings)}; "
           f"as a table: {as_table:.2f}s; list_jobs in process {list_jobs * 1000:.0f} ms; "
           f"retryctl --help (Python start and imports) {startup:.2f}s")
+
+
+def test_retryctl_list_shows_the_other_masters_jobs_while_one_is_down(tmp_path):
+    """A master lost with no replica to promote: ``retryctl list`` shows the jobs of
+    every shard it can read, names the shards it could not, and exits 3, so a
+    script cannot take the list for the whole (it used to show nothing: exit 3)."""
+    topology = _start(tmp_path / "list")
+    try:
+        store = Store.from_url(topology.url, shards=SHARDS)
+        write_retrying_jobs(store, 60)
+        ids = [f"bulk-{n:06d}" for n in range(60)]
+        victim = topology.master_of(store.layout.shard(0).due)
+        lost_shards = sorted(
+            n for n in range(SHARDS) if topology.master_of(store.layout.shard(n).due) is victim
+        )  # fmt: skip
+        lost = [i for i in ids if topology.master_of(store.layout.of(i).due) is victim]
+        assert lost and len(lost) < len(ids)
+        victim.kill()
+        settings = {"DURABLE_BROKER_URL": "redis://127.0.0.1:1/0",
+                    "DURABLE_REDIS_SHARDS": str(SHARDS)}  # fmt: skip
+        listed = run_retryctl(topology.url, "list", "--json", "--limit", "100",
+                              settings=settings)  # fmt: skip
+        assert listed.returncode == 3, listed.stderr
+        shown = [job["id"] for job in json.loads(listed.stdout)]
+        assert shown == [i for i in ids if i not in lost]  # soonest due first, as ever
+        warning = listed.stderr.strip().splitlines()[-1]
+        tags = ", ".join(store.layout.shard(n).tag for n in lost_shards)
+        assert warning.startswith(f"retryctl: warning: shards {tags} did not answer"), warning
+        assert "not listed" in warning
+        table = run_retryctl(topology.url, "list", "--limit", "100", settings=settings)
+        assert table.returncode == 3 and table.stdout.count("bulk-") == len(ids) - len(lost)
+    finally:
+        topology.stop()

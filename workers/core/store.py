@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any, cast
 
 import redis
-from redis.exceptions import SlotNotCoveredError
+from redis.exceptions import ClusterDownError, SlotNotCoveredError
 
 from workers.core.failures import truncated
 from workers.core.keys import Keys, Layout
@@ -54,6 +54,11 @@ from workers.core.settings import (
     parse_cluster_url,
     parse_sentinel_url,
 )
+
+NODE_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, ClusterDownError)
+"""What a Redis node that did not answer raises (on a Cluster: a lost master's
+shards). What needs only some shards goes on without that node's: a sweeper pass
+sweeps the other masters, ``retryctl list`` lists their jobs and names the rest."""
 
 LUA_SCRIPTS = (
     "enqueue", "forget", "claim", "succeed", "fail", "checkpoint", "renew", "interrupt",
@@ -1108,6 +1113,27 @@ class Store:
             pipe.execute_command(command, key, *args)
         return list(pipe.execute())
 
+    def _each_answering_key(
+        self, keys: Sequence[str], unread: set[int], command: str, *args: Any
+    ) -> tuple[list[str], list[Any]]:
+        """As :meth:`_each_key` for ``keys`` (one per shard, in shard order), leaving out
+        the keys whose node does not answer (their shard numbers go into ``unread``):
+        the keys that answered, and their replies."""
+        try:
+            return list(keys), self._each_key(keys, command, *args)
+        except NODE_UNREACHABLE:
+            pass  # one node is down: ask each shard on its own, to keep the others
+        answered: list[str] = []
+        replies: list[Any] = []
+        for shard, key in enumerate(keys):
+            try:
+                replies.append(self.redis.execute_command(command, key, *args))
+            except NODE_UNREACHABLE:
+                unread.add(shard)
+                continue
+            answered.append(key)
+        return answered, replies
+
     def index_page(self, key: str, offset: int, count: int) -> list[str]:
         """Ids ``offset`` to ``offset + count`` of this one key (one shard's index)."""
         return [str(i) for i in self.redis.zrange(key, offset, offset + count - 1)]
@@ -1121,9 +1147,15 @@ class Store:
         merged = heapq.merge(*(_scored(row) for row in rows))
         return [job_id for _, job_id in itertools.islice(merged, offset, offset + count)]
 
-    def iter_index(self, key: str, chunk: int) -> Iterator[list[str]]:
+    def iter_index(
+        self, key: str, chunk: int, unread: set[int] | None = None
+    ) -> Iterator[list[str]]:
         """The index's ids in score order, ``chunk`` at a time (over every shard:
-        each shard is read a page at a time and the pages merged)."""
+        each shard is read a page at a time and the pages merged).
+
+        ``unread``: on a sharded layout, a shard whose node does not answer is left
+        out and its number added here (without it, the error is raised).
+        """
         if not self.layout.sharded:
             offset = 0
             while ids := self.index_ids(key, offset, chunk):
@@ -1132,7 +1164,11 @@ class Store:
             return
         keys = self.layout.across(key)
         page = max(1, min(chunk, -(-chunk * 2 // len(keys))))
-        firsts = self._each_key(keys, "ZRANGE", 0, page - 1, "WITHSCORES")
+        if unread is None:
+            firsts = self._each_key(keys, "ZRANGE", 0, page - 1, "WITHSCORES")
+        else:
+            keys, firsts = self._each_answering_key(keys, unread, "ZRANGE", 0, page - 1,
+                                                    "WITHSCORES")  # fmt: skip
         merged = heapq.merge(*(self._pages(k, page, _scored(first))
                                for k, first in zip(keys, firsts, strict=True)))  # fmt: skip
         while batch := [job_id for _, job_id in itertools.islice(merged, chunk)]:

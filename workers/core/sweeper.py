@@ -46,7 +46,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
-from redis.exceptions import ClusterDownError
 
 from policies import Event, RetryPolicy, decide
 from workers.core.attempt import Attempt
@@ -58,6 +57,7 @@ from workers.core.publisher import EndedJob, NextAttempt, Publisher, retry_queue
 from workers.core.recorder import record_failure
 from workers.core.refusals import refusal_reason
 from workers.core.runtime import Runtime
+from workers.core.store import NODE_UNREACHABLE
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Sweeper:
                 report.recovered += self.recover_expired_leases(report) if trusted else 0
                 report.dispatched += self.dispatch_due()
                 report.unparked += self.unpark()
-            except (redis.ConnectionError, redis.TimeoutError, ClusterDownError) as exc:
+            except NODE_UNREACHABLE as exc:
                 unreachable.append(exc)  # its shards wait for a pass that reaches them
         self._pass_shards = []
         # Counted for metrics; no round trip when the pass recovered nothing.

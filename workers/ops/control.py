@@ -196,12 +196,16 @@ class Control:
         task: str | None = None,
         limit: int = 50,
         stuck: bool = False,
+        unread: set[int] | None = None,
     ) -> list[JobRecord]:
         """Jobs from the indexes (never a key scan), newest index entries last.
 
         Without ``state``: running, waiting (retrying and queued) and parked jobs, and
         first attempts not started yet.
         ``stuck``: only jobs reported stuck in their current failure streak.
+        ``unread``: on a sharded layout, list the jobs of the shards that answer and
+        add the numbers of those that do not (a Cluster master down) to this set;
+        without it, a node that does not answer raises.
         """
         st = self.store
         states = [state] if state is not None else list(LIVE_STATES)
@@ -213,7 +217,7 @@ class Control:
         for key in keys:
             if len(found) >= limit:
                 break
-            for ids in st.iter_index(key, chunk):
+            for ids in st.iter_index(key, chunk, unread):
                 if policy is not None or task is not None:
                     # Read the fields the filters need first: whole records only for matches.
                     rows = st.fields_of(ids, ("policy", "task"))

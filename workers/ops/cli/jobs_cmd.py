@@ -256,22 +256,29 @@ def list_jobs(
     """
     wide, as_json = wide or output == "wide", as_json or output == "json"
     conn = connection()
+    unread: set[int] = set()  # shards on a Cluster master that did not answer
     with redis_errors(conn):
         store = conn.store
         records = conn.control.list_jobs(
             state=JobState(state) if state else None, policy=policy, task=task, limit=limit,
-            stuck=stuck,
+            stuck=stuck, unread=unread,
         )  # fmt: skip
         stuck_ids = store.in_index(store.keys.stuck, [r.id for r in records])
         now = _redis_now(store)
     if as_json:
         print_json([{**job_json(r, now), "stuck": r.id in stuck_ids} for r in records])
-        return
-    if not records:
+    elif records:
+        click.echo("\n".join(job_lines(records, now, frozenset(stuck_ids),
+                                        _table_width(console, wide))))  # fmt: skip
+    elif not unread:
         click.echo("no jobs match")
-        return
-    click.echo("\n".join(job_lines(records, now, frozenset(stuck_ids),
-                                    _table_width(console, wide))))  # fmt: skip
+    if unread:
+        # What was read is shown; the exit code keeps a script from taking it for all.
+        tags = ", ".join(store.layout.shard(n).tag for n in sorted(unread))
+        click.echo(f"retryctl: warning: shards {tags} did not answer (a Redis Cluster "
+                   "master is down, with no replica promoted yet): their jobs are not "
+                   "listed", err=True)  # fmt: skip
+        raise SystemExit(int(ExitCode.REDIS_UNREACHABLE))
 
 
 # -- show ------------------------------------------------------------------------------
