@@ -248,18 +248,21 @@ def _enqueue(env: dict[str, str], groups: list[list[tuple[str, list[object]]]]) 
     return cast(list[list[str]], json.loads(made.stdout.strip().splitlines()[-1]))
 
 
+@pytest.mark.parametrize("lost", ["another master", "the fleet's master"])
 def test_a_lost_master_holds_up_only_its_own_shards_retries(tmp_path, redis_server,
-                                                            start_worker):  # fmt: skip
+                                                            start_worker, lost):  # fmt: skip
     """A master SIGKILLed with no replica to promote: the sweepers keep publishing the
     due retries of the other masters' shards (they sweep master by master), and the
-    lost master's jobs finish once it is back, each attempt's body run once."""
+    lost master's jobs finish once it is back, each attempt's body run once. So it
+    goes when the lost master holds the fleet's keys (the sweepers' heartbeats) too."""
     topology = _start(tmp_path / "sweep")
     try:
         env = {**_env(topology, redis_server.url), RUNS_URL: redis_server.url}
         store = _store(topology, redis_server.url)
         fleet_master = topology.master_of(store.fleet.nodes)  # heartbeats live there
-        victim = next(node for node in topology.nodes[: topology.masters]
-                      if node is not fleet_master)  # fmt: skip
+        victim = fleet_master if lost == "the fleet's master" else next(
+            node for node in topology.nodes[: topology.masters] if node is not fleet_master
+        )  # fmt: skip
         start_worker("m1", env=env)
         sender = Sender(redis_server.url, store, name="lost-master-client")
         (ids,) = _enqueue(env, [[("fail_once_long", [])] * 40])  # due-set retries (4 s)
@@ -269,8 +272,14 @@ def test_a_lost_master_holds_up_only_its_own_shards_retries(tmp_path, redis_serv
         def waiting(group: list[str]) -> int:
             return sum(sender.state(i) is JobState.RETRYING for i in group)
 
-        wait_for(lambda: waiting(elsewhere) >= 10 and waiting(on_victim) >= 3, 30,
-                 "retries to wait on every master")  # fmt: skip
+        def first_attempts_over() -> bool:
+            return all(sender.state(i) in (JobState.RETRYING, JobState.SUCCEEDED) for i in ids)
+
+        # Every first attempt over first: a message of the lost master's shards taken
+        # after the kill holds a pool process in its claim for DURABLE_REDIS_WAIT_SECONDS
+        # (DEPLOYING.md), which would slow the other masters' jobs, not stop them.
+        wait_for(lambda: first_attempts_over() and waiting(elsewhere) >= 5
+                 and waiting(on_victim) >= 1, 30, "retries to wait on every master")  # fmt: skip
         victim.kill()
         wait_for(lambda: sender.all_succeeded(elsewhere), 60,
                  "the other masters' retries to run while one master is down")  # fmt: skip

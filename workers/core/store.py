@@ -704,7 +704,12 @@ class Store:
         # One shard: the script reads the last death itself (no extra round trip);
         # sharded, it is in the fleet's slot: read once here, passed as a value.
         sharded = self.layout.sharded
-        died = str(self.redis.get(self.fleet.last_death) or "") if sharded else ""
+        died = ""
+        # With the fleet's master down no death is known: a held retry waits for its
+        # safety time (never published twice), and due-set retries still go out.
+        with contextlib.suppress(*NODE_UNREACHABLE):
+            if sharded:
+                died = str(self.redis.get(self.fleet.last_death) or "")
         own = [] if sharded else [self.fleet.last_death]
         calls = []
         for job_id in ids:

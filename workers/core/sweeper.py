@@ -130,28 +130,40 @@ class Sweeper:
     def run_once(self) -> SweepReport:
         """One pass. On a Redis Cluster the shard steps run master by master: a master
         that cannot be reached fails its own shards' part (raised at the end, so the
-        pass still counts as failed), and the other masters' shards are swept."""
+        pass still counts as failed), and the other masters' shards are swept. With the
+        ``{fleet}`` keys' master down, they are swept for due retries and parked jobs."""
         report = SweepReport()
         store = self.rt.store
         trusted = time.monotonic() >= self._distrust_until
-        now_ms, report.dead_workers = store.heartbeat(
-            self.owner, self.rt.lease_ms if trusted else NEVER_MS, self.capacity
-        )
+        unreachable: list[redis.RedisError] = []
+        try:
+            now_ms: int | None
+            now_ms, report.dead_workers = store.heartbeat(
+                self.owner, self.rt.lease_ms if trusted else NEVER_MS, self.capacity
+            )
+        except NODE_UNREACHABLE as exc:
+            if not store.layout.sharded:
+                raise
+            # The master of the {fleet} keys is down: no heartbeat, so no death is
+            # judged and no lease taken (who is alive is unknown). The due retries and
+            # parked jobs of the shards that answer need neither: they go on.
+            unreachable.append(exc)
+            now_ms, trusted = None, False
         for node in report.dead_workers:
             log.warning("durable-retry: worker %s stopped answering; its countdown retries "
                         "and unstarted first attempts will be published by the sweepers",
                         node)  # fmt: skip
-        died_ms = self._death_noticed(now_ms, report.dead_workers)
+        died_ms = None if now_ms is None else self._death_noticed(now_ms, report.dead_workers)
         dead_capacity = (
             store.fleet_capacity(report.dead_workers, unknown=UNKNOWN_NODE_CAPACITY)
             if report.dead_workers else 0
         )  # fmt: skip
-        unreachable: list[redis.RedisError] = []
         for group in store.shard_groups(self._shards()):
             self._pass_shards = group
             try:
-                report.republished += self.republish_unclaimed(now_ms, dead_capacity)
-                report.pulled += self.pull_held(died_ms)
+                if now_ms is not None:
+                    report.republished += self.republish_unclaimed(now_ms, dead_capacity)
+                    report.pulled += self.pull_held(died_ms)
                 # Expired leases first: an interruption recorded now with no backoff is
                 # due now, and this pass publishes it (the other order waited a pass).
                 report.recovered += self.recover_expired_leases(report) if trusted else 0
