@@ -236,6 +236,7 @@ def test_a_revoke_announcement_is_on_the_wire_when_the_hook_returns(redis_client
         listener.close()
         dispatcher.close()
         dispatcher.connection.close()
+    assert flushes_asked == [True]  # the event went through the consumer's buffer
     payload = json.loads(message["data"])
     events = json.loads(base64.b64decode(payload["body"]))
     assert [(e["type"], e["uuid"]) for e in events] == [

@@ -705,10 +705,10 @@ class Store:
         # sharded, it is in the fleet's slot: read once here, passed as a value.
         sharded = self.layout.sharded
         died = ""
-        # With the fleet's master down no death is known: a held retry waits for its
-        # safety time (never published twice), and due-set retries still go out.
-        with contextlib.suppress(*NODE_UNREACHABLE):
-            if sharded:
+        if sharded:
+            # With the fleet's master down no death is known: a held retry waits for
+            # its safety time (never published twice), and due-set retries still go out.
+            with contextlib.suppress(*NODE_UNREACHABLE):
                 died = str(self.redis.get(self.fleet.last_death) or "")
         own = [] if sharded else [self.fleet.last_death]
         calls = []

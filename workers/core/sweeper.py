@@ -163,7 +163,7 @@ class Sweeper:
             try:
                 if now_ms is not None:
                     report.republished += self.republish_unclaimed(now_ms, dead_capacity)
-                    report.pulled += self.pull_held(died_ms)
+                report.pulled += self.pull_held(died_ms)
                 # Expired leases first: an interruption recorded now with no backoff is
                 # due now, and this pass publishes it (the other order waited a pass).
                 report.recovered += self.recover_expired_leases(report) if trusted else 0
