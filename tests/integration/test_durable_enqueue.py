@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 from celery import Celery, group
 
 from tests import jobs
@@ -232,3 +233,93 @@ def test_a_group_larger_than_one_pipeline_records_and_publishes_every_member(
     records = runtime().store.get_many(ids)
     assert [(fields or {}).get("state") for fields in records] == ["queued"] * size
     assert [(fields or {}).get("args") for fields in records[:3]] == ["[0]", "[1]", "[2]"]
+
+
+# -- one Redis for the broker and the job state: the record and the first message
+# -- in one script (workers/integration/record_push.py)
+
+
+def _commands_during(redis_server, action) -> list[dict]:
+    """What Redis ran while ``action`` ran (MONITOR), up to a marker sent after it."""
+    watcher = redis.Redis.from_url(redis_server.url, socket_timeout=10, decode_responses=True)
+    marker = f"end-of-watch-{time.time_ns()}"
+    seen = []
+    with watcher.monitor() as monitor:
+        action()
+        redis_server.client().echo(marker)
+        for _ in range(100_000):
+            command = monitor.next_command()
+            if marker in command["command"]:
+                return seen
+            seen.append(command)
+    raise AssertionError(f"the marker never came; {len(seen)} commands seen")
+
+
+def test_one_redis_takes_the_first_message_with_its_record_in_one_script(
+    redis_client, redis_server, start_worker
+):
+    jobs.add.delay(0, 0)  # connections and declarations, outside what is watched
+    job_id = f"one-trip-{time.time_ns()}"
+    seen = _commands_during(redis_server, lambda: jobs.add.apply_async((2, 3), task_id=job_id))
+    pushes = [(c["client_type"], c["command"].split()[1]) for c in seen
+              if c["command"].startswith("LPUSH")]  # fmt: skip
+    assert pushes == [("lua", "celery")], seen
+    scripts = [c["command"] for c in seen if c["command"].startswith("EVALSHA")]
+    assert len(scripts) == 1 and job_id in scripts[0], scripts
+    record_written = next(i for i, c in enumerate(seen) if c["command"].startswith("HSET"))
+    pushed = next(i for i, c in enumerate(seen) if c["command"].startswith("LPUSH"))
+    assert record_written < pushed, "the record goes first"
+    start_worker("w1")
+    wait_for(lambda: in_state(job_id, JobState.SUCCEEDED), 60, "the job to run")
+    assert jobs.body_runs(redis_client, job_id) == {1: 1}
+
+
+def test_a_state_redis_that_is_not_the_broker_gets_the_record_before_kombu_pushes(
+    redis_client, redis_server
+):
+    """Another database of the same server: the record alone, then kombu's own push."""
+    own = _own_app(redis_server.url, redis_server.url.rsplit("/", 1)[0] + "/1")
+    job = durable_task(app=own, policy="fast", name="enqueue_test.two_databases")(_identity)
+    job.delay(0)
+    job_id = f"two-databases-{time.time_ns()}"
+    seen = _commands_during(redis_server, lambda: job.apply_async((1,), task_id=job_id))
+    order = [(c["db"], c["client_type"], c["command"].split()[0]) for c in seen
+             if c["command"].split()[0] in ("EVALSHA", "LPUSH")]  # fmt: skip
+    assert order == [(0, "tcp", "EVALSHA"), (1, "tcp", "LPUSH")], seen
+    assert redis_client.llen("celery") == 0
+    assert runtime().store.get(job_id) is not None
+
+
+def test_a_message_with_a_priority_lands_on_the_list_kombu_would_push_it_to(
+    redis_client, redis_server
+):
+    own = _own_app(redis_server.url, redis_server.url)
+    durable = durable_task(app=own, policy="fast", name="enqueue_test.prioritised")(_identity)
+    plain = own.task(name="enqueue_test.plain_prioritised")(_identity)
+    lists = lambda: {key: redis_client.llen(key) for key in redis_client.keys("celery*")}  # noqa: E731
+    plain.apply_async((1,), priority=9)
+    where_plain = lists()
+    redis_client.delete(*where_plain)
+    durable.apply_async((1,), priority=9)
+    assert lists() == where_plain and len(where_plain) == 1, (lists(), where_plain)
+    assert list(where_plain) != ["celery"], "priority 9 has a list of its own"
+
+
+def test_one_redis_that_refuses_writes_takes_neither_record_nor_message(tmp_path):
+    server = RedisServer(tmp_path / "full-redis", appendonly=False)
+    server.start()
+    try:
+        client = server.client()
+        own = _own_app(server.url, server.url)
+        job = durable_task(app=own, policy="fast", name="enqueue_test.full_one")(_identity)
+        job.delay(0)  # the queue's binding is declared while writes are taken
+        before = {key: client.type(key) for key in client.keys("*")}
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)  # below what an empty server uses
+        with pytest.raises(EnqueueError, match=r"refuses writes \(out-of-memory\)"):
+            job.apply_async((1,), task_id="refused-one-redis")
+        client.config_set("maxmemory", 0)
+        assert {key: client.type(key) for key in client.keys("*")} == before
+        assert client.llen("celery") == 1, "only the message sent before"
+    finally:
+        server.kill()

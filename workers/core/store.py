@@ -140,6 +140,14 @@ def _enqueued(reply: Any) -> Enqueued:
     return Enqueued(False, state=str(reply[1]))
 
 
+def _server_of(kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """Host, port, socket path, database and user of a pool's connections (absent and
+    empty alike: redis-py and kombu fill them in differently)."""
+    get = kwargs.get
+    return (get("host") or None, get("port") or None, get("path") or None,
+            int(get("db") or 0), get("username") or None)  # fmt: skip
+
+
 class ReplicasBehind(redis.ResponseError):
     """Fewer replicas than ``DURABLE_REDIS_MIN_REPLICAS`` acknowledged a transition.
 
@@ -488,6 +496,26 @@ class Store:
                 job.sweeper_grace_ms,
             ],
         )  # fmt: skip
+
+    def enqueue_with_message(self, job: NewJob, queue_key: str, message: str) -> Enqueued:
+        """Write ``job``'s record and push its first message (``message``, encoded as the
+        broker's transport encodes it) onto the list ``queue_key``, in one script: both
+        or neither. Only where the broker is this Redis (:meth:`serves`)."""
+        name, keys, args = self._enqueue_call(job)
+        return _enqueued(self._run(name, [*keys, queue_key], [*args, message]))
+
+    def serves(self, pool: Any) -> bool:
+        """Whether a client of ``pool`` (a broker's, e.g. kombu's Redis transport's) talks
+        to this store's Redis, database and user: one Redis, not a Cluster or a master
+        a Sentinel names (whose connections say no host)."""
+        if self.cluster or pool is None:
+            return False
+        mine = self.redis.connection_pool
+        theirs = getattr(pool, "connection_kwargs", None)
+        if mine.connection_class is not getattr(pool, "connection_class", None) or not theirs:
+            return False
+        ours = _server_of(mine.connection_kwargs)
+        return bool(ours[0] or ours[2]) and ours == _server_of(theirs)
 
     def forget(self, job_id: str, created_ms: int) -> bool:
         """Remove the record ``enqueue`` made (created at ``created_ms``) if still unclaimed."""

@@ -5,9 +5,11 @@
 canvas, per-call options, stamps), and when it publishes the job's message
 the wrapper first writes the record (``enqueue``): arguments and the
 message's options, read from what is really on the wire, kept once for every
-attempt. If Redis cannot take the record, the exception stops the publish:
-nothing goes out. A first countdown longer than ``DURABLE_MAX_COUNTDOWN`` is
-not published at all: the due set holds it and a sweeper publishes it when due.
+attempt. When the broker is the same Redis, the script that writes the record
+pushes the message too (workers/integration/record_push.py). If Redis cannot
+take the record, the exception stops the publish: nothing goes out. A first
+countdown longer than ``DURABLE_MAX_COUNTDOWN`` is not published at all: the
+due set holds it and a sweeper publishes it when due.
 
 :func:`options_from_message` and ``publish.send_options`` are the two halves
 of keeping a message whole: what is stored from the first message, and how a
@@ -32,6 +34,7 @@ from workers.core.settings import redact_url
 from workers.core.store import Store
 from workers.integration.group_batch import current_batch
 from workers.integration.publish import ATTEMPT_HEADER
+from workers.integration.record_push import PendingRecord, carries, publish_with_record
 
 log = logging.getLogger("workers.jobs")
 
@@ -194,6 +197,10 @@ class FirstMessage:
                 batch.add(self, body, publish)
                 return None
             job = self.new_job(body, publish)
+            if job.broker_holds and carries(self._producer):
+                # The transport writes the record as it pushes the message.
+                record = PendingRecord(self.store, job, lambda answer: self.written(answer, job))
+                return publish_with_record(self._producer, body, publish, record)
             if not self.written(self._write(job), job):
                 return None  # only the due set holds it: a sweeper publishes it when due
         return self._producer.publish(body, **publish)

@@ -5,6 +5,10 @@
 -- KEYS[1] job hash   KEYS[2] unclaimed zset (first attempts not claimed yet,
 --                    scored by when they were published)
 -- KEYS[3] due zset   (first attempts with a countdown)
+-- KEYS[4] (optional) the broker's list for the job's first message, when the
+--         broker is this Redis: the message is pushed here, after the record,
+--         in the same script (one round trip for both; see workers/integration/
+--         record_push.py). Without it the caller publishes the message itself.
 -- ARGV[1] job id     ARGV[2] task name      ARGV[3] policy name
 -- ARGV[4] args json  ARGV[5] kwargs json    ARGV[6] message options json
 -- ARGV[7] queue      ARGV[8] countdown ms (0: run now)
@@ -13,16 +17,25 @@
 --         longer than DURABLE_MAX_COUNTDOWN: the sweeper publishes it when due)
 -- ARGV[10] sweeper grace ms (due-set score of a broker-held countdown = due + grace,
 --          its safety margin: ten leases)
+-- ARGV[11] (with KEYS[4]) the message, as kombu's Redis transport encodes it
 --
 -- Returns {"new", now_ms, due_ms}, or {"exists", state, attempt} when the id
 -- is known already (enqueued twice, or killed before it was enqueued): the
--- record is left as it is, and claim fences the extra message.
+-- record is left as it is, and claim fences the extra message. With KEYS[4]
+-- the message is pushed in either case, as the caller would have published it.
 
 -- include: now_ms
+
+local function push_message()
+  if KEYS[4] then
+    redis.call('LPUSH', KEYS[4], ARGV[11])
+  end
+end
 
 local now = now_ms()
 local state = job_call('HGET', KEYS[1], 'state')
 if state then
+  push_message()
   return {'exists', state, job_call('HGET', KEYS[1], 'attempt') or '0'}
 end
 local countdown = tonumber(ARGV[8])
@@ -36,6 +49,7 @@ if ARGV[6] ~= '' then
 end
 if countdown <= 0 then
   redis.call('ZADD', KEYS[2], now, ARGV[1])
+  push_message()
   return {'new', now, now}
 end
 job_call('HSET', KEYS[1], 'next_attempt_at', due)
@@ -43,6 +57,7 @@ if ARGV[9] == 'broker' then
   -- As a countdown retry: a sweeper publishes it only if a worker died since.
   job_call('HSET', KEYS[1], 'held', now)
   redis.call('ZADD', KEYS[3], due + tonumber(ARGV[10]), ARGV[1])
+  push_message()
 else
   redis.call('ZADD', KEYS[3], due, ARGV[1])
 end

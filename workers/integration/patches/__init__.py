@@ -13,6 +13,9 @@ a silent patch of changed internals would be worse than none.
   (``celery.canvas.group``). Applied in every process that installs the layer,
   producers too (:func:`apply_producer`); on a version it was not written for it
   is left out, as it only saves time.
+- ``redis_put``: a durable job's first message and its record go to Redis in
+  one script when the broker is the job state's Redis (kombu's Redis
+  transport). Applied with ``group``, in producers too, and left out as it is.
 """
 
 from __future__ import annotations
@@ -60,22 +63,26 @@ def apply(control_for: Callable[[Any], Control]) -> None:
     """
     from workers.integration.patches.group import batch_group_enqueues
     from workers.integration.patches.kombu_guard import harden_redis_transport
+    from workers.integration.patches.redis_put import write_records_with_messages
     from workers.integration.patches.revoke import install_revoke_hook
 
     check_versions()
     harden_redis_transport()
     install_revoke_hook(control_for)
     batch_group_enqueues()
+    write_records_with_messages()
 
 
 def apply_producer() -> bool:
     """Apply the patches a producer needs (idempotent); False, and nothing patched,
     on a Celery or kombu release they were not written for."""
     from workers.integration.patches.group import batch_group_enqueues
+    from workers.integration.patches.redis_put import write_records_with_messages
 
     try:
         check_versions()
     except UnsupportedVersion:
         return False
     batch_group_enqueues()
+    write_records_with_messages()
     return True
