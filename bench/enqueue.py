@@ -45,8 +45,9 @@ def producer(bench: Bench, n: int, group_size: int, runs: int) -> Section:
         f"{n:,} jobs in a loop, and, in another process, `group(noop.s(i) for i in "
         f"range({group_size:,})).apply_async()`; {runs} runs per side, alternating A/B, "
         "medians. No worker runs; the queue is emptied between runs. durable-retry: "
-        "`bench.jobs.noop` (DurableTask.apply_async writes the record, script `enqueue`, "
-        "then publishes); plain Celery: `bench.plain_jobs.noop`, the same app settings "
+        "`bench.jobs.noop` (DurableTask.apply_async: the script `enqueue` writes the record "
+        "and, the broker being the same Redis, pushes the message too); plain Celery: "
+        "`bench.plain_jobs.noop`, the same app settings "
         "(task-sent events on: each publish is an LPUSH and a PUBLISH). A durable group "
         "writes its members' records in one pipeline, then publishes them "
         "(workers/integration/group_batch.py).",
@@ -70,7 +71,8 @@ def producer(bench: Bench, n: int, group_size: int, runs: int) -> Section:
             _rate(loops["plain"]), unit="jobs/s", bar=">= 0.80x", rule="ratio>=0.80"),
         Row("8", f"enqueue rate, a `group` of {group_size:,}", _rate(groups["durable"]),
             _rate(groups["plain"]), unit="jobs/s", bar=">= 0.80x", rule="ratio>=0.80"),
-        Row("8", "producer round trips of the layer per enqueue (delay)", trips, None,
+        Row("8", "producer script calls of the layer per enqueue (delay; it pushes the "
+            "message too)", trips, None,
             bar="1 (enqueue)", rule="<=1.0", note="0 (no state)"),
         Row("8", "producer script calls of the layer per enqueue (group: one pipeline)",
             group_trips, None, bar="1 (enqueue)", rule="<=1.0", note="0 (no state)"),

@@ -5,6 +5,9 @@ a loop from a producer process (bench/producer.py), alternating: durable-retry, 
 Celery, and plain Celery with one bare EVALSHA round trip (``return 1``) before each
 ``delay``. The last is what writing a record before the message costs at the least:
 the job must be durable when ``apply_async`` returns, so the producer waits for it.
+With the broker on the job state's Redis (as here) the durable side's script pushes
+the message too, so it makes no round trip more than plain Celery: the third variant
+is then the floor of a broker on another Redis, where the record is written alone.
 
 ``--timers`` adds, each round, one run per side with per-call timers around the
 pieces of ``apply_async`` (``bench.producer --timers``; not in the rates above) and

@@ -55,6 +55,10 @@ def timed_pieces(side: str) -> Timers:
         DurableTask.apply_async = t("DurableTask.apply_async (total)", DurableTask.apply_async)  # type: ignore[method-assign]
         FirstMessage.new_job = t("FirstMessage.new_job (the record)", FirstMessage.new_job)  # type: ignore[method-assign]
         Store.enqueue_many = t("Store.enqueue_many (the enqueue script)", Store.enqueue_many)  # type: ignore[method-assign]
+        Store.enqueue_with_message = t(  # type: ignore[method-assign]
+            "Store.enqueue_with_message (enqueue script, message pushed too)",
+            Store.enqueue_with_message,
+        )
         Script.__call__ = t("redis-py Script.__call__ (EVALSHA round trip)", Script.__call__)  # type: ignore[method-assign]
     return timers
 

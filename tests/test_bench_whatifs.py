@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 def test_the_floor_what_ifs_measure_what_they_say(capsys: pytest.CaptureFixture[str]) -> None:
     """Counted, not timed: the enqueue floor prints its three variants and times each
     piece of the durable ``apply_async`` once per job (kombu's publish twice: the
-    message and its event); the retry path's floor makes two round trips per attempt
+    message and its event; the broker being the state's Redis, the enqueue script
+    pushes the message); the retry path's floor makes two round trips per attempt
     (a job is two attempts)."""
     from bench import cost, enqueue_floor
 
@@ -26,7 +27,7 @@ def test_the_floor_what_ifs_measure_what_they_say(capsys: pytest.CaptureFixture[
     for variant in ("durable delay", "plain delay", "plain delay+rt"):
         assert f"| {variant} |" in printed, printed
     pieces = {"FirstMessage.new_job (the record)": "1.00",
-              "Store.enqueue_many (the enqueue script)": "1.00",
+              "Store.enqueue_with_message (enqueue script, message pushed too)": "1.00",
               "kombu Producer.publish (message + task-sent event)": "2.00"}  # fmt: skip
     for piece, calls in pieces.items():
         assert f"| {piece} | {calls} |" in printed, printed
