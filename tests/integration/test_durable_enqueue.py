@@ -323,3 +323,19 @@ def test_one_redis_that_refuses_writes_takes_neither_record_nor_message(tmp_path
         assert client.llen("celery") == 1, "only the message sent before"
     finally:
         server.kill()
+
+
+def test_a_record_that_waits_for_replicas_goes_before_its_message(redis_client, redis_server):
+    """With DURABLE_REDIS_MIN_REPLICAS the record must be on the replicas before the
+    message goes out: a Redis without them refuses the enqueue, and nothing is pushed."""
+    own = Celery("enqueue-test-replicas", set_as_current=False)
+    own.conf.update(broker_url=redis_server.url, task_publish_retry=False)
+    settings = load_settings().model_copy(update={
+        "redis_url": redis_server.url, "redis_min_replicas": 1,
+        "redis_min_replicas_timeout": 0.1,
+    })  # fmt: skip
+    install(own, settings=settings)
+    job = durable_task(app=own, policy="fast", name="enqueue_test.replicated")(_identity)
+    with pytest.raises(EnqueueError, match="NOREPLICAS"):
+        job.delay(1)
+    assert redis_client.llen("celery") == 0, "the message went out before the replicas had it"

@@ -47,3 +47,9 @@ def test_no_pool_and_a_pool_without_connection_settings_are_not_served():
     store = _store("redis://127.0.0.1:6379/0")
     assert store.serves(None) is False
     assert store.serves(object()) is False
+
+
+def test_a_store_that_waits_for_replicas_never_pushes_a_message_itself():
+    """The record must be on the replicas (WAIT after the script) before the message."""
+    store = Store(redis.Redis.from_url("redis://127.0.0.1:6379/0"), min_replicas=1)
+    assert store.serves(_kombu_pool()) is False

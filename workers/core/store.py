@@ -507,8 +507,10 @@ class Store:
     def serves(self, pool: Any) -> bool:
         """Whether a client of ``pool`` (a broker's, e.g. kombu's Redis transport's) talks
         to this store's Redis, database and user: one Redis, not a Cluster or a master
-        a Sentinel names (whose connections say no host)."""
-        if self.cluster or pool is None:
+        a Sentinel names (whose connections say no host). Never with ``min_replicas``:
+        a record must be on the replicas (WAIT, after the script) before its message
+        goes out, so the script cannot push the message itself."""
+        if self.cluster or self.min_replicas > 0 or pool is None:
             return False
         mine = self.redis.connection_pool
         theirs = getattr(pool, "connection_kwargs", None)
