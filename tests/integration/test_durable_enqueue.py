@@ -264,11 +264,11 @@ def test_one_redis_takes_the_first_message_with_its_record_in_one_script(
     pushes = [(c["client_type"], c["command"].split()[1]) for c in seen
               if c["command"].startswith("LPUSH")]  # fmt: skip
     assert pushes == [("lua", "celery")], seen
-    scripts = [c["command"] for c in seen if c["command"].startswith("EVALSHA")]
-    assert len(scripts) == 1 and job_id in scripts[0], scripts
-    record_written = next(i for i, c in enumerate(seen) if c["command"].startswith("HSET"))
-    pushed = next(i for i, c in enumerate(seen) if c["command"].startswith("LPUSH"))
-    assert record_written < pushed, "the record goes first"
+    scripts = [i for i, c in enumerate(seen) if c["command"].startswith("EVALSHA")]
+    assert len(scripts) == 1 and job_id in seen[scripts[0]]["command"], seen
+    # The script's own commands follow its EVALSHA: the push and the record's writes.
+    inside = [c["command"].split()[0] for c in seen[scripts[0] + 1:] if c["client_type"] == "lua"]
+    assert "LPUSH" in inside and "HSET" in inside, inside
     start_worker("w1")
     wait_for(lambda: in_state(job_id, JobState.SUCCEEDED), 60, "the job to run")
     assert jobs.body_runs(redis_client, job_id) == {1: 1}
@@ -323,6 +323,20 @@ def test_one_redis_that_refuses_writes_takes_neither_record_nor_message(tmp_path
         assert client.llen("celery") == 1, "only the message sent before"
     finally:
         server.kill()
+
+
+def test_a_queue_list_redis_refuses_leaves_no_record(redis_client, redis_server):
+    """The push goes first inside the script: a broker list Redis will not push onto
+    (here a string, WRONGTYPE) refuses the enqueue, and no record is left to run later."""
+    jobs.add.delay(0, 0)  # the queue's binding is declared
+    redis_client.delete("celery")
+    redis_client.set("celery", "not a list")
+    job_id = f"wrong-list-{time.time_ns()}"
+    with pytest.raises(EnqueueError, match="WRONGTYPE") as raised:
+        jobs.add.apply_async((1, 2), task_id=job_id)
+    assert "nothing was published" in str(raised.value)
+    assert runtime().store.get(job_id) is None, "a refused job must not run later"
+    assert redis_client.get("celery") == "not a list"  # nothing stored is harmed
 
 
 def test_a_record_that_waits_for_replicas_goes_before_its_message(redis_client, redis_server):

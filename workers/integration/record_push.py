@@ -3,9 +3,10 @@
 A durable ``delay`` writes its record before its message goes out, so a
 producer waits for two round trips where plain Celery waits for one. When the
 broker is the job state's own Redis (the default: one ``DURABLE_REDIS_URL``),
-the two can be one: the ``enqueue`` script writes the record and then pushes
-the message onto the broker's list, both or neither (a Redis that refuses the
-record refuses the message with it).
+the two can be one: the ``enqueue`` script writes the record and pushes the
+message onto the broker's list, both or neither (a script runs whole, so no
+client sees the message before its record; a Redis that refuses either
+refuses both).
 
 The message is still Celery's and kombu's: routes, exchange lookup, priority,
 envelope and encoding are theirs. While a job's first message is published,

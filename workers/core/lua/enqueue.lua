@@ -6,9 +6,12 @@
 --                    scored by when they were published)
 -- KEYS[3] due zset   (first attempts with a countdown)
 -- KEYS[4] (optional) the broker's list for the job's first message, when the
---         broker is this Redis: the message is pushed here, after the record,
---         in the same script (one round trip for both; see workers/integration/
+--         broker is this Redis: the message is pushed here in the same script as
+--         the record (one round trip for both; see workers/integration/
 --         record_push.py). Without it the caller publishes the message itself.
+--         A script runs whole, so no client sees the message without its record;
+--         the push goes before the record's writes, so a list Redis refuses
+--         (WRONGTYPE, out of memory) leaves no record either.
 -- ARGV[1] job id     ARGV[2] task name      ARGV[3] policy name
 -- ARGV[4] args json  ARGV[5] kwargs json    ARGV[6] message options json
 -- ARGV[7] queue      ARGV[8] countdown ms (0: run now)
@@ -39,6 +42,9 @@ if state then
   return {'exists', state, job_call('HGET', KEYS[1], 'attempt') or '0'}
 end
 local countdown = tonumber(ARGV[8])
+if countdown <= 0 or ARGV[9] == 'broker' then
+  push_message()
+end
 local due = now + countdown
 -- (no streak_base: absent reads as 0, a field less in every record)
 job_call('HSET', KEYS[1], 'task', ARGV[2], 'policy', ARGV[3], 'state', 'queued',
@@ -49,7 +55,6 @@ if ARGV[6] ~= '' then
 end
 if countdown <= 0 then
   redis.call('ZADD', KEYS[2], now, ARGV[1])
-  push_message()
   return {'new', now, now}
 end
 job_call('HSET', KEYS[1], 'next_attempt_at', due)
@@ -57,7 +62,6 @@ if ARGV[9] == 'broker' then
   -- As a countdown retry: a sweeper publishes it only if a worker died since.
   job_call('HSET', KEYS[1], 'held', now)
   redis.call('ZADD', KEYS[3], due + tonumber(ARGV[10]), ARGV[1])
-  push_message()
 else
   redis.call('ZADD', KEYS[3], due, ARGV[1])
 end
