@@ -25,10 +25,11 @@ from workers.integration import record_push
 def _pushes_itself(channel: Any, queue: str, kwargs: dict[str, Any], store: Any) -> bool:
     """Whether the script can push this message as kombu's ``_put`` would: onto one
     list, with no key prefix, no queue expiry, no producer batch, on the store's Redis."""
+    expires = getattr(channel, "_expires", None)  # x-expires queues: kombu 5.7 and later
     return (
         kwargs.get("_publish_batch") is None
         and not channel.global_keyprefix
-        and not (channel._expires and queue in channel._expires)
+        and not (expires and queue in expires)
         and store.serves(channel.pool)
     )
 
