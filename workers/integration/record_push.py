@@ -14,7 +14,9 @@ envelope and encoding are theirs. While a job's first message is published,
 and the Redis transport, where it would push the message (``Channel._put``,
 patched in ``workers.integration.patches.redis_put``), hands it to
 :meth:`PendingRecord.write` instead. Where the script cannot push it (another
-Redis, a Sentinel, a key prefix, a producer batch), the record is written on
+Redis or database, a Sentinel or Cluster store, ``DURABLE_REDIS_MIN_REPLICAS``,
+a key prefix, a queue with ``x-expires``, a producer batch, a fanout exchange:
+``Store.serves`` and ``patches.redis_put`` decide), the record is written on
 its own and kombu pushes the message after it, as before. Each record is
 written before its message in every case.
 """
