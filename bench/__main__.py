@@ -64,6 +64,10 @@ INTRO = [
     "reports medians of the runs. **Ratios are the result; absolute numbers are context**",
     "(this machine is shared and small). Run it again with `./run bench`; `./run bench",
     "--smoke` is the seconds-long version the tests run (tests/test_bench_smoke.py).",
+    "The **floor** column (scenarios 1 and 2) is a third side in the same rotation: plain",
+    "Celery with two bare script round trips around each attempt (bench/floor_jobs.py),",
+    "the two the invariants keep, over plain Celery. A bar above its floor cannot be met",
+    "by tuning the layer; the distance between the ratio and the floor is the layer's own.",
 ]
 
 

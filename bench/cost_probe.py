@@ -11,9 +11,8 @@ Plain side (what a piece of the layer costs when added to plain Celery):
 - ``request``: a ``Request`` subclass (celery/worker/strategy.py builds its request
   class from it), overriding ``on_failure`` as DurableRequest does.
 - ``log``: one INFO line per job on ``workers.jobs``, the durable side's format.
-- ``rt2``: two ``EVALSHA`` round trips through redis-py per attempt, of the same key and
-  argument counts as claim (7 keys, 11 args) and succeed (5 keys, 5 args), whose
-  scripts do nothing (``return {'ok', 1}``): the floor of the two round trips.
+- ``rt2``: two bare ``EVALSHA`` round trips through redis-py per attempt, the bench's
+  floor side (:func:`bench.round_trips.with_two_round_trips`).
 
 Durable side:
 
@@ -66,10 +65,9 @@ def _plain_patches() -> None:
     # A lazy task (PromiseProxy) until evaluated.
     task = getattr(side_jobs, JOB)._get_current_object()
     cls = type(task)
-    # The instance's run: autoretry_for (the retry path's job) wraps it there.
-    run = task.run
     if "log" in FLAGS:
-        inner_log = run
+        # The instance's run: autoretry_for (the retry path's job) wraps it there.
+        inner_log = task.run
 
         def logged(*args: Any, **kwargs: Any) -> Any:
             result = inner_log(*args, **kwargs)
@@ -77,30 +75,13 @@ def _plain_patches() -> None:
                           task.request.id, task.name, 1, "")  # fmt: skip
             return result
 
-        run = logged
+        task.run = logged
     if "rt2" in FLAGS:
         import redis
 
-        client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
-        first = client.register_script("return {'ok', 1}")
-        second = client.register_script("return {'ok', 1}")
-        inner_rt = run
+        from bench.round_trips import with_two_round_trips
 
-        def two_trips(*args: Any, **kwargs: Any) -> Any:
-            job = task.request.id
-            first(
-                keys=[f"d:j:{job}", "d:due", "d:l", "d:r", "d:u", "d:p", "d:d"],
-                args=[job, 1, task.name, "p", "h:1", 5000, "0", "", "", "", "abcd1234"],
-            )
-            try:
-                return inner_rt(*args, **kwargs)
-            finally:  # a failing attempt makes its second trip too (durable: fail)
-                second(keys=[f"d:j:{job}", "d:l", "d:e", "d:s", f"d:h:{job}"],
-                       args=[job, 1, "h:1", 86400000, 0])  # fmt: skip
-
-        run = two_trips
-    if run is not task.run:
-        task.run = run
+        with_two_round_trips(task, redis.Redis.from_url(os.environ["BENCH_REDIS_URL"]))
     if "call" in FLAGS:
         cls.__call__ = lambda self, *args, **kwargs: self.run(*args, **kwargs)
     if "request" in FLAGS:

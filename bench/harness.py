@@ -33,7 +33,10 @@ from workers.ops.embedded_redis import RedisServer
 
 QUEUE = "celery"
 SIDES = ("durable", "plain")
-MODULES = {"durable": "bench.jobs", "plain": "bench.plain_jobs"}
+# Plain Celery plus the layer's two bare round trips per attempt (bench/floor_jobs.py):
+# the floor of scenarios 1 and 2, run beside the two sides.
+FLOOR = "floor"
+MODULES = {"durable": "bench.jobs", "plain": "bench.plain_jobs", FLOOR: "bench.floor_jobs"}
 
 # Worker settings of the durable side unless a scenario says otherwise: the
 # defaults of workers/settings.py except a lease short enough to watch recovery.
@@ -57,7 +60,8 @@ def check_same_config() -> None:
 
 
 def task_name(side: str, job: str) -> str:
-    return f"{MODULES[side]}.{job}"
+    # The floor side runs plain Celery's own tasks, under their names.
+    return f"{MODULES['plain' if side == FLOOR else side]}.{job}"
 
 
 def median(values: list[float]) -> float:

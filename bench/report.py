@@ -12,6 +12,12 @@ from importlib import metadata
 from pathlib import Path
 
 
+def _over_plain(value: float, plain: float | None) -> float | None:
+    if plain is None or not plain or math.isnan(plain):
+        return None
+    return value / plain
+
+
 @dataclass
 class Row:
     """One measured figure of one scenario, both sides where both apply."""
@@ -25,12 +31,17 @@ class Row:
     # How the bar is judged: "ratio>=x" (ours / plain), "<=x" or ">=x" (ours).
     rule: str = ""
     note: str = ""
+    # The floor side's figure (bench/floor_jobs.py), where the scenario ran it.
+    floor: float | None = None
 
     @property
     def ratio(self) -> float | None:
-        if self.plain is None or not self.plain or math.isnan(self.plain):
-            return None
-        return self.ours / self.plain
+        return _over_plain(self.ours, self.plain)
+
+    @property
+    def floor_ratio(self) -> float | None:
+        """The floor over plain Celery: the ratio no tuning of the layer gets past."""
+        return None if self.floor is None else _over_plain(self.floor, self.plain)
 
     @property
     def met(self) -> bool | None:
@@ -74,18 +85,21 @@ def verdict(row: Row) -> str:
     return "" if met is None else ("yes" if met else "**no**")
 
 
+def _times(ratio: float | None) -> str:
+    return "" if ratio is None else f"{ratio:.2f}x"
+
+
 def table(sections: list[Section]) -> list[str]:
     lines = [
-        "| # | metric | durable-retry | plain Celery | ratio | bar | met? |",
-        "|---|---|---:|---:|---:|---|---|",
+        "| # | metric | durable-retry | plain Celery | ratio | floor | bar | met? |",
+        "|---|---|---:|---:|---:|---:|---|---|",
     ]
     for section in sections:
         for row in section.rows:
-            ratio = row.ratio
             plain = row.note if row.plain is None and row.note else fmt(row.plain, row.unit)
             lines.append(
                 f"| {row.scenario} | {row.metric} | {fmt(row.ours, row.unit)} | {plain} | "
-                f"{'' if ratio is None else f'{ratio:.2f}x'} | {row.bar} | {verdict(row)} |"
+                f"{_times(row.ratio)} | {_times(row.floor_ratio)} | {row.bar} | {verdict(row)} |"
             )
     return lines
 

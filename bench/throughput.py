@@ -10,15 +10,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.harness import SIDES, Bench, CommandStats, Drained, load, median
+from bench.harness import FLOOR, SIDES, Bench, CommandStats, Drained, load, median
 from bench.report import Row, Section
+
+FLOOR_SETTINGS = (
+    "The floor side runs in the same rotation: plain Celery's jobs with two bare script "
+    "round trips around each attempt (bench/floor_jobs.py), the two the invariants keep "
+    "(claim before the body, the outcome before the ack); the table's floor column is "
+    "its figure over plain Celery's."
+)
 
 
 @dataclass
 class Runs:
     """Every run of one (job, pool) pair, by side."""
 
-    by_side: dict[str, list[Drained]] = field(default_factory=lambda: {s: [] for s in SIDES})
+    by_side: dict[str, list[Drained]] = field(
+        default_factory=lambda: {s: [] for s in (*SIDES, FLOOR)}
+    )
 
     def rate(self, side: str, attempts_per_job: int = 1) -> float:
         return median([r.per_second * attempts_per_job for r in self.by_side[side]])
@@ -45,10 +54,11 @@ def alternate(
     bench: Bench, jobs: dict[str, str], n: int, runs: int, pool: str = "prefork",
     enqueue: bool = False,
 ) -> Runs:  # fmt: skip
-    """``runs`` rounds of both sides (A/B, then B/A, ...) on job ``jobs[side]``."""
+    """``runs`` rounds of the sides ``jobs`` names (A/B, then B/A, ...) on job ``jobs[side]``."""
+    sides = tuple(jobs)
     result = Runs()
     for round_ in range(runs):
-        order = SIDES if round_ % 2 == 0 else tuple(reversed(SIDES))
+        order = sides if round_ % 2 == 0 else tuple(reversed(sides))
         for side in order:
             result.by_side[side].append(
                 bench.drain(side, jobs[side], n, pool=pool, enqueue=enqueue)
@@ -66,21 +76,22 @@ def success_path(bench: Bench, n: int, runs: int, pools: list[str]) -> tuple[Sec
         "before the worker starts with `noop.delay(i)` from a producer process "
         "(bench/producer.py), so the durable side's records are written at enqueue, as in "
         "production; the round trips per job are counted from after publishing, i.e. the "
-        "worker's own.",
+        "worker's own. " + FLOOR_SETTINGS,
     )  # fmt: skip
     prefork_runs = Runs()
     for pool in pools:
-        runs_ = alternate(bench, {"durable": "noop", "plain": "noop"}, n, runs, pool,
-                          enqueue=True)  # fmt: skip
+        runs_ = alternate(bench, {"durable": "noop", "plain": "noop", FLOOR: "noop"}, n, runs,
+                          pool, enqueue=True)  # fmt: skip
         if pool == "prefork":
             prefork_runs = runs_
         section.rows.append(Row(
             "1", f"throughput, {pool} pool", runs_.rate("durable"), runs_.rate("plain"),
-            unit="jobs/s", bar=">= 0.90x", rule="ratio>=0.90",
+            unit="jobs/s", bar=">= 0.90x", rule="ratio>=0.90", floor=runs_.rate(FLOOR),
         ))  # fmt: skip
         section.details.append(
             f"- {pool}: jobs/s per run, durable-retry: {runs_.spread('durable')}; "
-            f"plain Celery: {runs_.spread('plain')}"
+            f"plain Celery: {runs_.spread('plain')}; floor: {runs_.spread(FLOOR)} (its "
+            f"script calls per job: {runs_.per_job(FLOOR, 'scripts'):.2f})"
         )
         section.rows.append(Row(
             "1", f"Redis round trips of the layer per job ({pool})",
@@ -90,6 +101,7 @@ def success_path(bench: Bench, n: int, runs: int, pools: list[str]) -> tuple[Sec
         section.rows.append(Row(
             "1", f"Redis CPU per job, whole server ({pool})",
             runs_.per_job("durable", "cpu_usec"), runs_.per_job("plain", "cpu_usec"), unit="µs",
+            floor=runs_.per_job(FLOOR, "cpu_usec"),
         ))  # fmt: skip
     section.load_after = load()
     return section, prefork_runs
@@ -104,16 +116,17 @@ def retry_path(
         f"succeeds: {2 * n:,} attempts; prefork, 2 processes; {runs} runs per side. "
         "durable-retry: a policy with a fixed delay (no jitter); plain Celery: "
         "autoretry_for=(ConnectionError,), retry_kwargs countdown, i.e. its own "
-        "self.retry.",
+        "self.retry. " + FLOOR_SETTINGS,
     )  # fmt: skip
     by_countdown: dict[str, Runs] = {}
     for countdown in countdowns:
         job = f"fail_once_{countdown}"
-        runs_ = alternate(bench, {"durable": job, "plain": job}, n, runs)
+        runs_ = alternate(bench, {"durable": job, "plain": job, FLOOR: job}, n, runs)
         by_countdown[countdown] = runs_
         section.rows.append(Row(
             "2", f"attempts per second, countdown {countdown}", runs_.rate("durable", 2),
             runs_.rate("plain", 2), unit="attempts/s", bar=">= 1.0x", rule="ratio>=1.0",
+            floor=runs_.rate(FLOOR, 2),
         ))  # fmt: skip
         section.rows.append(Row(
             "2", f"sweeper re-publishes per job, countdown {countdown}",
@@ -122,7 +135,9 @@ def retry_path(
         ))  # fmt: skip
         section.details.append(
             f"- countdown {countdown}: attempts/s per run, durable-retry: "
-            f"{runs_.spread('durable', 2)}; plain Celery: {runs_.spread('plain', 2)}"
+            f"{runs_.spread('durable', 2)}; plain Celery: {runs_.spread('plain', 2)}; "
+            f"floor: {runs_.spread(FLOOR, 2)} (its script calls per attempt: "
+            f"{runs_.per_job(FLOOR, 'scripts') / 2:.2f})"
         )
     section.load_after = load()
     return section, by_countdown

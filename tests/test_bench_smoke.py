@@ -9,6 +9,7 @@ mean anything.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,21 @@ def test_the_success_path_costs_two_script_calls_per_job(smoke: list) -> None:
     assert trips and all(1.9 <= r.ours <= 2.5 for r in trips), trips
 
 
+def test_the_floor_side_runs_beside_both_sides_with_two_trips_per_attempt(smoke: list) -> None:
+    """Scenarios 1 and 2 measure their floor in the same run; counted, not timed: the
+    floor side makes the two script calls per attempt the layer's floor is (each worker
+    process' first call of a script adds one, a few hundredths in a smoke run)."""
+    measured = rows(smoke)
+    rates = [r for r in measured if r.metric.startswith(("throughput", "attempts per second"))]
+    assert len(rates) == 4 and all(r.floor and r.floor_ratio for r in rates), rates
+    details = [line for s in smoke if s.title.startswith(("1.", "2.")) for line in s.details]
+    counts = [line for line in details if "floor: " in line]
+    assert len(counts) == 4, details
+    calls = [float(re.search(r"script calls per (?:job|attempt): ([\d.]+)\)", line)[1])
+             for line in counts]  # fmt: skip
+    assert all(2.0 <= count <= 2.05 for count in calls), counts
+
+
 def test_no_per_job_key_is_left_after_retention_and_trim(smoke: list) -> None:
     (left,) = [r for r in rows(smoke) if r.metric.startswith("per-job keys")]
     assert left.ours == 0
@@ -73,7 +89,7 @@ def test_no_per_job_key_is_left_after_retention_and_trim(smoke: list) -> None:
 
 def test_the_table_is_written_with_every_row(smoke: list, output: Path) -> None:
     text = output.read_text()
-    assert "| # | metric | durable-retry | plain Celery | ratio | bar | met? |" in text
+    assert "| # | metric | durable-retry | plain Celery | ratio | floor | bar | met? |" in text
     for row in rows(smoke):
         assert f"| {row.scenario} | {row.metric} |" in text
     assert "## Machine and versions" in text
