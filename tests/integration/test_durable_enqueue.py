@@ -4,11 +4,13 @@ for the broker's visibility timeout (an hour by default)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 import redis
 from celery import Celery, group
+from celery.signals import after_task_publish
 
 from tests import jobs
 from tests.conftest import TEST_SETTINGS, wait_for
@@ -120,6 +122,31 @@ def test_a_broker_that_refuses_the_message_leaves_no_record(redis_client, redis_
         job.apply_async((1,), task_id=job_id)
     assert not isinstance(raised.value, EnqueueError)  # the broker's own error
     assert runtime().store.get(job_id) is None, "a refused job must not run later"
+
+
+def test_an_interrupt_after_the_message_is_out_keeps_the_record(redis_client, start_worker):
+    """Ctrl-C between kombu's push and ``apply_async`` returning (here: in an
+    ``after_task_publish`` handler; Celery's signals pass on only a BaseException): the
+    message is out, so the record and its options stay, and the job runs once."""
+
+    def interrupt(sender: str, **_: object) -> None:
+        if sender == jobs.add.name:
+            raise KeyboardInterrupt
+
+    job_id = f"interrupted-{time.time_ns()}"
+    after_task_publish.connect(interrupt, weak=False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            jobs.add.apply_async((1, 2), task_id=job_id, link=jobs.add.s(10))
+    finally:
+        after_task_publish.disconnect(interrupt)
+    assert redis_client.llen("celery") == 1, "the message went out"
+    record = runtime().store.get(job_id)
+    assert record is not None and record["state"] == "queued", record
+    assert "link" in json.loads(record.get("opts") or "{}"), "its retries keep the link"
+    start_worker("w1")
+    wait_for(lambda: in_state(job_id, JobState.SUCCEEDED), 30, "the job to run")
+    assert jobs.body_runs(redis_client, job_id) == {1: 1}
 
 
 def test_queued_jobs_are_listed_shown_and_killed_without_force(

@@ -182,6 +182,7 @@ class FirstMessage:
         self._task = task
         self._policy = policy
         self.created_ms: int | None = None  # set when this enqueue wrote the record
+        self.sent = False  # the job's first message is out (or only the due set holds it)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._producer, name)
@@ -200,10 +201,14 @@ class FirstMessage:
             if job.broker_holds and carries(self._producer):
                 # The transport writes the record as it pushes the message.
                 record = PendingRecord(self.store, job, lambda answer: self.written(answer, job))
-                return publish_with_record(self._producer, body, publish, record)
+                return self._sent(publish_with_record(self._producer, body, publish, record))
             if not self.written(self._write(job), job):
-                return None  # only the due set holds it: a sweeper publishes it when due
-        return self._producer.publish(body, **publish)
+                return self._sent(None)  # only the due set holds it: a sweeper publishes it
+        return self._sent(self._producer.publish(body, **publish))
+
+    def _sent(self, returned: Any) -> Any:
+        self.sent = True
+        return returned
 
     @property
     def store(self) -> Store:
@@ -270,8 +275,10 @@ class FirstMessage:
         return job.broker_holds
 
     def forget(self) -> None:
-        """The publish failed after the record was written: remove the record."""
-        if self.created_ms is None:
+        """``apply_async`` failed after the record was written: remove the record, unless
+        the message is out already (an interrupt after the publish): the job runs from
+        that message, and its record keeps what its retries need (canvas, options)."""
+        if self.created_ms is None or self.sent:
             return
         try:
             self._rt.store.forget(self._job_id, self.created_ms)
