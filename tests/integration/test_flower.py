@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 # The README's screenshot is rewritten only on request (UPDATE_SCREENSHOTS=1),
 # so a test run leaves the working tree clean.
-# fail_once_wait_8s's retry rides a broker countdown only where it may be 8 s long.
+# fail_once_wait_20s's retry rides a broker countdown only where it may be 20 s long.
 LONG_COUNTDOWNS = {"DURABLE_MAX_COUNTDOWN": "30"}
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "flower-task.png"
 # How long Flower may take to show an event: events reach it over pub/sub and its
@@ -132,10 +132,10 @@ def test_revoke_from_flower_kills_a_waiting_job_for_good(
 ):
     first = start_heartbeat_worker("w1", env=LONG_COUNTDOWNS)
     flower = start_flower(worker="w1")
-    # Each fails once, then its retry waits 8 s as a countdown message held by w1.
-    terminated = jobs.fail_once_wait_8s.delay().id
-    revoked = jobs.fail_once_wait_8s.delay().id
-    offline = jobs.fail_once_wait_8s.delay().id  # killed by retryctl while no worker is up
+    # Each fails once, then its retry waits 20 s as a countdown message held by w1.
+    terminated = jobs.fail_once_wait_20s.delay().id
+    revoked = jobs.fail_once_wait_20s.delay().id
+    offline = jobs.fail_once_wait_20s.delay().id  # killed by retryctl while no worker is up
     for job_id in (terminated, revoked, offline):
         wait_for(lambda j=job_id: _waiting_after(j, 1), 20, f"job {job_id} to fail once")
 
@@ -165,10 +165,10 @@ def test_revoke_from_flower_kills_a_waiting_job_for_good(
     for job_id in (terminated, revoked, offline):
         wait_for(
             lambda j=job_id: (
-                f"job {j} task=tests.jobs.fail_once_wait_8s delivery for attempt 2 "
+                f"job {j} task=tests.jobs.fail_once_wait_20s delivery for attempt 2 "
                 "dropped: killed" in second.log_text()
             ),
-            30,
+            45,  # (the retries come due 20 s after their failures)
             f"the stale delivery of {job_id} to be dropped",
         )
     # The worker that dropped it tells Flower (an ignored task sends no event).
