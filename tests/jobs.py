@@ -71,6 +71,21 @@ def fail_once_long(self: Any) -> str:
     return "ok"
 
 
+def _every(name: str, delay: str) -> dict[str, Any]:
+    """An inline policy that retries for ever, each retry ``delay`` after its failure."""
+    backoff = {"initial": delay, "factor": 1, "max": delay, "jitter": "none"}
+    return {"name": name, "duration": "off", "backoff": backoff}
+
+
+@durable_task(policy=_every("wait-10m", "10m"), bind=True)
+def fail_once_wait_10m(self: Any) -> str:
+    """First attempt fails; the retry waits 10 minutes in the due set, so it runs
+    only when a test says so (``retry-now``), never because the machine was slow."""
+    if _ran(self) == 1:
+        raise ConnectionError("first attempt fails")
+    return "ok"
+
+
 @durable_task(policy="fast-forever", bind=True)
 def sleepy(self: Any, seconds: float, failures: int = 0) -> str:
     """Sleeps; the first ``failures`` attempts fail after sleeping."""
@@ -218,14 +233,7 @@ def retried_on_own_queue(self: Any) -> str:
     return "ok"
 
 
-@durable_task(
-    policy={
-        "name": "countdown-20s",
-        "duration": "off",
-        "backoff": {"initial": "20s", "factor": 1, "max": "20s", "jitter": "none"},
-    },
-    bind=True,
-)
+@durable_task(policy=_every("countdown-20s", "20s"), bind=True)
 def fail_once_wait_20s(self: Any) -> str:
     """First attempt fails; the retry waits 20 s, on a broker countdown in a worker
     with DURABLE_MAX_COUNTDOWN >= 20: time to revoke it and restart every worker
