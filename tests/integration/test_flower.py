@@ -138,6 +138,12 @@ def test_revoke_from_flower_kills_a_waiting_job_for_good(
     offline = jobs.fail_once_wait_20s.delay().id  # killed by retryctl while no worker is up
     for job_id in (terminated, revoked, offline):
         wait_for(lambda j=job_id: _waiting_after(j, 1), 20, f"job {job_id} to fail once")
+        # Flower shows the retry too: the worker sends task-retried after the record is
+        # written, and a task-retried that Flower gets after a task-revoked shows the
+        # job waiting (RETRY) again. So the revoke goes out after it, as it would from
+        # an operator who clicked the job's revoke button.
+        wait_for(lambda j=job_id: _row_after(flower, j, 1), FLOWER_SEES,
+                 f"flower to show job {job_id}'s retry")  # fmt: skip
 
     # Flower answers 200 whatever happens next; the kill is what counts.
     assert flower.revoke(terminated, terminate=True)[0] == 200
