@@ -65,13 +65,43 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_session["base"], ignore_errors=True)
 
 
+# The longest test files, longest first. ``./run test`` hands whole files to its
+# three processes in collection order; started first, a long file runs beside the
+# rest instead of alone at the end.
+LONGEST_FIRST = (
+    "tests/test_bench_smoke.py",  # (when selected: -m bench)
+    "tests/integration/test_cluster.py",
+    "tests/integration/test_sentinel.py",
+)
+
+# Tests that run only when their marker is selected (``-m deploy``, ``-m bench``):
+# each takes minutes, and .ci/run runs it as a step of its own.
+SELECTED_ONLY = {
+    "deploy": "deploy test (builds the image, runs docker-compose.yml under podman): "
+    "run with ./run test -m deploy tests/deploy -n 0",
+    "bench": "bench smoke (every scenario of ./run bench, tiny; a few minutes): "
+    "run with ./run test -m bench tests/test_bench_smoke.py",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--slow"):
-        return
-    skip = pytest.mark.skip(reason="long profile: run with --slow")
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file, and of the rest, is kept
+    selected = config.getoption("markexpr") or ""
+    skips = {
+        marker: pytest.mark.skip(reason=reason)
+        for marker, reason in SELECTED_ONLY.items()
+        if marker not in selected
+    }
+    if not config.getoption("--slow"):
+        skips["slow"] = pytest.mark.skip(reason="long profile: run with --slow")
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

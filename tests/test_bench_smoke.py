@@ -18,8 +18,10 @@ from bench.__main__ import SCENARIOS, parse, rows, run_and_write
 from bench.brokers import rabbitmq_unavailable
 from bench.cluster import cluster_unavailable
 
-# The fixture runs every scenario once for the module: a few dozen worker starts.
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(500)]
+# The fixture runs every scenario once for the module: a few dozen worker starts,
+# minutes of a test process. So it runs only when selected (-m bench), as .ci/run
+# does in a step of its own, and the default ./run test stays short.
+pytestmark = [pytest.mark.integration, pytest.mark.bench, pytest.mark.timeout(500)]
 
 # Scenario 10 needs the machine's RabbitMQ; without one it writes why, and no rows.
 NO_RABBITMQ = rabbitmq_unavailable()
