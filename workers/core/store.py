@@ -464,6 +464,13 @@ class Store:
         job = NewJob(job_id, task, policy, payload, countdown_ms, broker_holds, sweeper_grace_ms)
         return _enqueued(self._run(*self._enqueue_call(job)))
 
+    def enqueue_one(self, job: NewJob) -> Enqueued | redis.RedisError:
+        """Write one record (as :meth:`enqueue`); its answer, or the error Redis gave."""
+        try:
+            return _enqueued(self._run(*self._enqueue_call(job)))
+        except redis.RedisError as exc:
+            return exc
+
     def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued | redis.RedisError]:
         """Write several records pipelined (a round trip per ``PIPELINE_CALLS``; on a
         Cluster, per node); each job's answer, or the error Redis gave for it (the
@@ -473,13 +480,7 @@ class Store:
         :meth:`enqueue` does: a pipeline's writes would need a WAIT per node.
         """
         if self.min_replicas > 0 or len(jobs) <= 1:
-            answers: list[Enqueued | redis.RedisError] = []
-            for job in jobs:
-                try:
-                    answers.append(_enqueued(self._run(*self._enqueue_call(job))))
-                except redis.RedisError as exc:
-                    answers.append(exc)
-            return answers
+            return [self.enqueue_one(job) for job in jobs]
         replies = self._pipelined([self._enqueue_call(job) for job in jobs], keep_errors=True)
         return [reply if isinstance(reply, redis.RedisError) else _enqueued(reply)
                 for reply in replies]  # fmt: skip

@@ -202,7 +202,7 @@ class FirstMessage:
                 # The transport writes the record as it pushes the message.
                 record = PendingRecord(self.store, job, lambda answer: self.written(answer, job))
                 return self._sent(publish_with_record(self._producer, body, publish, record))
-            if not self.written(self._write(job), job):
+            if not self.written(self.store.enqueue_one(job), job):
                 return self._sent(None)  # only the due set holds it: a sweeper publishes it
         return self._sent(self._producer.publish(body, **publish))
 
@@ -252,9 +252,6 @@ class FirstMessage:
             broker_holds=countdown_ms <= rt.settings.max_countdown * 1000,
             sweeper_grace_ms=rt.held_safety_ms if countdown_ms else 0,
         )  # fmt: skip
-
-    def _write(self, job: NewJob) -> Enqueued | redis.RedisError:
-        return self._rt.store.enqueue_many([job])[0]
 
     def written(self, answer: Enqueued | redis.RedisError, job: NewJob) -> bool:
         """Take ``enqueue``'s answer; True if the message must be published now.

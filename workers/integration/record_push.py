@@ -64,11 +64,13 @@ class PendingRecord:
         """Write the record; with ``queue_key`` and ``message`` (kombu's encoding) push the
         message onto that list of this Redis in the same script."""
         self.written = True
+        if queue_key is None or message is None:
+            self._taken(self.store.enqueue_one(self.job))
+            return
         try:
-            if queue_key is None or message is None:
-                answer: Enqueued | redis.RedisError = self.store.enqueue_many([self.job])[0]
-            else:
-                answer = self.store.enqueue_with_message(self.job, queue_key, message)
+            answer: Enqueued | redis.RedisError = self.store.enqueue_with_message(
+                self.job, queue_key, message
+            )
         except redis.RedisError as exc:
             answer = exc
         self._taken(answer)
