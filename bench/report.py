@@ -28,7 +28,7 @@ class Row:
     plain: float | None = None
     unit: str = ""
     bar: str = ""
-    # How the bar is judged: "ratio>=x" (ours / plain), "<=x" or ">=x" (ours).
+    # How the bar is judged: "ratio>=x" or "ratio<=x" (ours / plain), "<=x" or ">=x" (ours).
     rule: str = ""
     note: str = ""
     # The floor side's figure (bench/floor_jobs.py), where the scenario ran it.
@@ -47,9 +47,11 @@ class Row:
     def met(self) -> bool | None:
         if not self.rule:
             return None
-        if self.rule.startswith("ratio>="):
-            ratio = self.ratio
-            return None if ratio is None else ratio >= float(self.rule[7:])
+        if self.rule.startswith(("ratio>=", "ratio<=")):
+            ratio, bound = self.ratio, float(self.rule[7:])
+            if ratio is None:
+                return None
+            return ratio >= bound if self.rule[5] == ">" else ratio <= bound
         if self.rule.startswith("<="):
             return self.ours <= float(self.rule[2:])
         if self.rule.startswith(">="):

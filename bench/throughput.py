@@ -84,9 +84,11 @@ def success_path(bench: Bench, n: int, runs: int, pools: list[str]) -> tuple[Sec
                           pool, enqueue=True)  # fmt: skip
         if pool == "prefork":
             prefork_runs = runs_
+        # Issue 13's bars: solo 0.90x; prefork 0.95x, which it met and asks to keep.
+        least = "0.95" if pool == "prefork" else "0.90"
         section.rows.append(Row(
             "1", f"throughput, {pool} pool", runs_.rate("durable"), runs_.rate("plain"),
-            unit="jobs/s", bar=">= 0.90x", rule="ratio>=0.90", floor=runs_.rate(FLOOR),
+            unit="jobs/s", bar=f">= {least}x", rule=f"ratio>={least}", floor=runs_.rate(FLOOR),
         ))  # fmt: skip
         section.details.append(
             f"- {pool}: jobs/s per run, durable-retry: {runs_.spread('durable')}; "
@@ -101,7 +103,7 @@ def success_path(bench: Bench, n: int, runs: int, pools: list[str]) -> tuple[Sec
         section.rows.append(Row(
             "1", f"Redis CPU per job, whole server ({pool})",
             runs_.per_job("durable", "cpu_usec"), runs_.per_job("plain", "cpu_usec"), unit="µs",
-            floor=runs_.per_job(FLOOR, "cpu_usec"),
+            bar="<= 1.3x", rule="ratio<=1.3", floor=runs_.per_job(FLOOR, "cpu_usec"),
         ))  # fmt: skip
     section.load_after = load()
     return section, prefork_runs
@@ -125,7 +127,7 @@ def retry_path(
         by_countdown[countdown] = runs_
         section.rows.append(Row(
             "2", f"attempts per second, countdown {countdown}", runs_.rate("durable", 2),
-            runs_.rate("plain", 2), unit="attempts/s", bar=">= 1.0x", rule="ratio>=1.0",
+            runs_.rate("plain", 2), unit="attempts/s", bar=">= 0.95x", rule="ratio>=0.95",
             floor=runs_.rate(FLOOR, 2),
         ))  # fmt: skip
         section.rows.append(Row(
