@@ -13,8 +13,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from celery import signals
+
 from tests.support.bodyruns import body_runs, body_started_ms, ran, state_client
 from workers import NoCapacity, Permanent, app, durable_task
+from workers.integration.extension import durable_of
 
 __all__ = ["app", "body_runs", "body_started_ms"]
 
@@ -231,6 +234,32 @@ def retried_on_own_queue(self: Any) -> str:
     if _ran(self) == 1:
         raise ConnectionError("first attempt fails")
     return "ok"
+
+
+@durable_task(policy=_every("wait-10m", "10m"), bind=True)
+def fail_once_revoked_as_it_retries(self: Any) -> str:
+    """First attempt fails, and its retry (10 minutes in the due set) is revoked
+    after the record says retrying and before the worker's main process sends
+    task-retried: the race an operator's revoke can run into on a busy worker.
+    ``_revoke_while_the_retry_is_recorded`` sends the revoke."""
+    if _ran(self) == 1:
+        raise ConnectionError("first attempt fails")
+    return "ok"
+
+
+@signals.task_retry.connect
+def _revoke_while_the_retry_is_recorded(sender: Any = None, request: Any = None,
+                                        **_: Any) -> None:  # fmt: skip
+    """In the pool child, once the retry is recorded (Celery sends task_retry there,
+    before the main process gets the attempt's result): revoke the job and wait,
+    bounded, until the main process has recorded the kill."""
+    if getattr(sender, "name", None) != fail_once_revoked_as_it_retries.name:
+        return
+    app.control.revoke(request.id)
+    store = durable_of(app).runtime.store
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (store.get(request.id) or {}).get("state") != "killed":
+        time.sleep(0.05)
 
 
 @durable_task(policy=_every("countdown-20s", "20s"), bind=True)

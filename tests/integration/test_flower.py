@@ -189,6 +189,31 @@ def test_revoke_from_flower_kills_a_waiting_job_for_good(
     assert revoked_record.killed_reason == "revoked (Flower or celery control)"
 
 
+def test_a_revoke_while_the_retry_is_recorded_still_shows_revoked(
+    redis_client, start_heartbeat_worker, start_flower
+):
+    """The revoke lands after the pool child recorded the retry and before the main
+    process sent task-retried (the job's task_retry handler sends it and waits for
+    the kill). Flower shows the last task-retried as RETRY whatever came before, so
+    the worker announces the revoke again after it; without that, Flower showed the
+    killed job waiting until its retry came due (here, 10 minutes)."""
+    start_heartbeat_worker("w1")
+    flower = start_flower(worker="w1")
+    job_id = jobs.fail_once_revoked_as_it_retries.delay().id
+
+    def revoked_after_the_retry() -> bool:
+        row = flower.task(job_id)
+        return row is not None and row["state"] == "REVOKED" and str(
+            row.get("exception") or ""
+        ).startswith("attempt 1 failed:")  # (task-retried's: Flower has both events)
+
+    wait_for(revoked_after_the_retry, FLOWER_SEES, "flower: REVOKED after the retry")
+    record = _record(job_id)
+    assert record is not None and record.state is JobState.KILLED
+    assert record.killed_reason == "revoked (Flower or celery control)"
+    assert jobs.body_runs(redis_client, job_id) == {1: 1}
+
+
 def test_flower_task_page_shows_attempts_and_first_failure(
     redis_client, start_heartbeat_worker, start_flower, tmp_path
 ):

@@ -4,6 +4,9 @@ When a pool child dies mid-attempt (SIGKILL, OOM, the hard time limit) no code
 of the job runs anywhere; only the main process sees ``WorkerLostError`` or
 ``TimeLimitExceeded``. It expires the attempt's lease at once, so the next
 sweep judges the interruption by the policy instead of waiting a whole lease.
+
+A revoke this worker took while an attempt's retry was being recorded is told
+to Flower again after the attempt's ``task-retried`` (see ``on_retry``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import redis
 from billiard.exceptions import WorkerLostError
 from celery.exceptions import TimeLimitExceeded
+from celery.worker import state as worker_state
 from celery.worker.request import Request
 
 from policies import Event
@@ -25,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class DurableRequest(Request):
-    """Celery's request, plus: a lost pool child ends its attempt's lease now."""
+    """Celery's request, plus: a lost pool child ends its attempt's lease now, and a
+    revoke that came while the attempt's retry was recorded is announced again."""
 
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
@@ -42,6 +47,16 @@ class DurableRequest(Request):
         return super().on_failure(
             exc_info, send_failed_event=send_failed_event, return_ok=return_ok
         )
+
+    def on_retry(self, exc_info: Any) -> None:
+        super().on_retry(exc_info)
+        if self.id in worker_state.revoked:
+            # Revoked while the pool child recorded this retry: the revoke hook's
+            # task-revoked (patches/revoke.py) went out before this task-retried,
+            # and Flower shows the last task-retried as RETRY whatever came before
+            # it. Say it again, after. (Celery drops the job's deliveries in this
+            # worker too: its revoked set is what it judges them by.)
+            self.send_event("task-revoked", terminated=False, signum=None, expired=False)
 
     def _expire_lease(self, event: Event) -> None:
         attempt = attempt_from_header(self._request_dict.get(ATTEMPT_HEADER))
