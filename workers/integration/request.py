@@ -23,6 +23,7 @@ from celery.worker.request import Request
 from policies import Event
 from workers.core.refusals import refusal_reason
 from workers.integration.extension import durable_of
+from workers.integration.patches.revoke import announce_revoked
 from workers.integration.publish import ATTEMPT_HEADER, attempt_from_header
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class DurableRequest(Request):
             # and Flower shows the last task-retried as RETRY whatever came before
             # it. Say it again, after. (Celery drops the job's deliveries in this
             # worker too: its revoked set is what it judges them by.)
-            self.send_event("task-revoked", terminated=False, signum=None, expired=False)
+            announce_revoked(self._eventer, self.id)
 
     def _expire_lease(self, event: Event) -> None:
         attempt = attempt_from_header(self._request_dict.get(ATTEMPT_HEADER))

@@ -69,7 +69,13 @@ def _announce_revoked(state: Any, job_id: str) -> None:
     worker sends one (Flower keeps one row). A job killed before its first
     delivery (``unknown``) is announced when that delivery is dropped.
     """
-    dispatcher = getattr(getattr(state, "consumer", None), "event_dispatcher", None)
+    announce_revoked(getattr(getattr(state, "consumer", None), "event_dispatcher", None), job_id)
+
+
+def announce_revoked(dispatcher: Any, job_id: str) -> None:
+    """Publish ``task-revoked`` for ``job_id`` through the worker's event
+    ``dispatcher`` now, with the task events it has buffered before it; never raises.
+    (Also sent again after a ``task-retried`` that came after it: request.py.)"""
     if dispatcher is None or not dispatcher.enabled:
         return
     try:
