@@ -63,7 +63,7 @@ INTRO = [
     "the same bench run, on one local Redis without persistence, alternating A/B, and",
     "reports medians of the runs. **Ratios are the result; absolute numbers are context**",
     "(this machine is shared and small). Run it again with `./run bench`; `./run bench",
-    "--smoke` is the seconds-long version the tests run (tests/test_bench_smoke.py).",
+    "--smoke` is its minutes-long version (`./run test -m bench tests/test_bench_smoke.py`).",
     "The **floor** column (scenarios 1 and 2) is a third side in the same rotation: plain",
     "Celery with two bare script round trips around each attempt (bench/floor_jobs.py),",
     "the two the invariants keep, over plain Celery. A bar above its floor cannot be met",
@@ -158,7 +158,7 @@ def settings_lines(sizes: Sizes) -> list[str]:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="./run bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: seconds, not minutes")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: minutes in all")
     parser.add_argument("--runs", type=int, help="runs per side (default 3)")
     parser.add_argument("--only", help="comma-separated scenarios, e.g. 1,3 (default: all)")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "PERFORMANCE.md")
