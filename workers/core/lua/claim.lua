@@ -33,12 +33,22 @@
 
 local now = now_ms()
 local wanted = tonumber(ARGV[2])
-local state = job_call('HGET', KEYS[1], 'state')
+-- The whole record in one read: the claim judges the delivery by it and answers
+-- with it. What a script costs Redis goes with the names and values it moves
+-- in and out of Lua (bench/script_cost.py), so nothing is read twice.
+local flat = job_call('HGETALL', KEYS[1])
+local job = {}
+for i = 1, #flat, 2 do
+  job[flat[i]] = flat[i + 1]
+end
+local state = job['state']
 
 if not state then
   if ARGV[7] ~= '1' then
     return {'missing'}
   end
+  job = {task = ARGV[3], policy = ARGV[4], state = 'running', attempt = wanted,
+    created_at = now, updated_at = now, owner = ARGV[5], queue = ARGV[10]}
   job_call('HSET', KEYS[1], 'task', ARGV[3], 'policy', ARGV[4], 'state', 'running',
     'attempt', wanted, 'created_at', now, 'updated_at', now,
     'owner', ARGV[5], 'args', ARGV[8], 'kwargs', ARGV[9], 'queue', ARGV[10],
@@ -46,12 +56,12 @@ if not state then
   if wanted > 1 then
     -- (absent reads as 0: the usual case stores no field for it)
     job_call('HSET', KEYS[1], 'streak_base', wanted - 1)
+    job['streak_base'] = wanted - 1
   end
 else
-  local attempt = tonumber(job_call('HGET', KEYS[1], 'attempt'))
+  local attempt = tonumber(job['attempt'])
   local again = state == 'running' and attempt == wanted and ARGV[11] ~= ''
-    and job_call('HGET', KEYS[1], 'claim') == ARGV[11]
-    and job_call('HGET', KEYS[1], 'owner') == ARGV[5]
+    and job['claim'] == ARGV[11] and job['owner'] == ARGV[5]
   if not again then
     -- (again: this very claim ran already; only the lease is renewed below)
     if state ~= 'retrying' and state ~= 'queued' then
@@ -61,31 +71,39 @@ else
     if wanted ~= attempt + 1 then
       return {'drop', 'stale', state, attempt}
     end
-    local owners = job_call('HMGET', KEYS[1], 'policy', 'task')
-    if defer_if_paused(KEYS[1], KEYS[6], KEYS[7], ARGV[1], owners[1], owners[2], now) then
+    if defer_if_paused(KEYS[1], KEYS[6], KEYS[7], ARGV[1], job['policy'], job['task'], now) then
       redis.call('ZREM', KEYS[2], ARGV[1])
       redis.call('ZREM', KEYS[5], ARGV[1])
       return {'drop', 'paused', state, attempt}
     end
     if attempt > 0 then
       -- a waiting retry (first attempts, attempt 0, were never counted)
-      redis.call('HINCRBY', KEYS[4], job_call('HGET', KEYS[1], 'policy'), -1)
+      redis.call('HINCRBY', KEYS[4], job['policy'], -1)
     end
     redis.call('ZREM', KEYS[2], ARGV[1])
     redis.call('ZREM', KEYS[5], ARGV[1])
     job_call('HSET', KEYS[1], 'state', 'running', 'attempt', wanted, 'updated_at', now,
       'owner', ARGV[5], 'claim', ARGV[11])
-    job_call('HDEL', KEYS[1], 'next_attempt_at', 'interrupt', 'held', 'held_by')
+    job['state'], job['attempt'], job['updated_at'], job['owner'] = 'running', wanted, now, ARGV[5]
+    -- What the wait left behind, where it left anything (a first attempt, none).
+    local left = {}
+    for _, name in ipairs({'next_attempt_at', 'interrupt', 'held', 'held_by'}) do
+      if job[name] then
+        left[#left + 1] = name
+        job[name] = nil
+      end
+    end
+    if #left > 0 then
+      job_call('HDEL', KEYS[1], unpack(left))
+    end
   end
 end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[1])
 local out = {'ok', now}
-local fields = job_call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  local name = fields[i]
+for name, value in pairs(job) do
   if name ~= 'args' and name ~= 'kwargs' and name ~= 'opts' and name ~= 'claim' then
-    table.insert(out, name)
-    table.insert(out, fields[i + 1])
+    out[#out + 1] = name
+    out[#out + 1] = value
   end
 end
 return out

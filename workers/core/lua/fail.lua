@@ -38,7 +38,23 @@
 -- include: history
 
 local now = now_ms()
-local stale = not_owner(KEYS[1], ARGV[2], ARGV[3])
+-- A retry a broker countdown will hold is published by the caller: it needs the
+-- job's payload, read here with the rest.
+local held = tonumber(ARGV[9]) > 0
+local stale, job
+if held then
+  stale, job = not_owner(KEYS[1], ARGV[2], ARGV[3], 'policy', 'updated_at',
+    'args', 'kwargs', 'queue', 'opts')
+else
+  stale, job = not_owner(KEYS[1], ARGV[2], ARGV[3], 'policy', 'updated_at')
+end
+-- The answer of a retry: with the payload when a broker countdown holds it.
+local function retry_reply(due)
+  if held then
+    return {'retry', now, due, job[6] or '[]', job[7] or '{}', job[8] or '', job[9] or ''}
+  end
+  return {'retry', now, due}
+end
 if stale and ARGV[17] and ARGV[17] ~= '' then
   local done = job_call('HMGET', KEYS[1], 'attempt', 'claim', 'held', 'next_attempt_at')
   if done[1] == ARGV[2] and done[2] == ARGV[17] then
@@ -47,11 +63,10 @@ if stale and ARGV[17] and ARGV[17] ~= '' then
       return {stale, now}
     end
     if stale == 'retrying' then
-      if done[3] and tonumber(ARGV[9]) > 0 then
-        local payload = job_call('HMGET', KEYS[1], 'args', 'kwargs', 'queue', 'opts')
-        return {'retry', now, tonumber(done[4]), payload[1] or '[]', payload[2] or '{}',
-          payload[3] or '', payload[4] or ''}
+      if done[3] then
+        return retry_reply(tonumber(done[4]))
       end
+      -- (recorded without a countdown hold: nothing for the caller to publish)
       return {'retry', now, tonumber(done[4])}
     end
   end
@@ -59,8 +74,7 @@ end
 if stale then
   return {'stale', stale}
 end
-local job = job_call('HMGET', KEYS[1], 'policy', 'updated_at')
-local policy, started = job[1], job[2]
+local policy, started = job[4], job[5]
 local event = ARGV[4]
 local keep = tonumber(ARGV[12])
 -- claim wrote updated_at when the attempt started; nothing else moves it while it runs.
@@ -74,13 +88,16 @@ if job_call('HINCRBY', KEYS[1], 'failures:' .. event, 1) == 1 and not streak_sta
   job_call('HSETNX', KEYS[1], 'since:' .. event, now)
 end
 redis.call('HINCRBY', KEYS[7], 'failures:' .. event, 1)
-job_call('HSET', KEYS[1], 'last_failure_at', now, 'last_event', event,
-  'last_error', ARGV[5], 'updated_at', now)
-job_call('HDEL', KEYS[1], 'owner', 'interrupt')
+-- What every outcome writes, with the outcome's own fields in the same HSET.
+local function record_failure(...)
+  job_call('HSET', KEYS[1], 'last_failure_at', now, 'last_event', event,
+    'last_error', ARGV[5], 'updated_at', now, ...)
+end
 
 if ARGV[7] == 'dead' then
   local expires = now + tonumber(ARGV[11])
-  job_call('HSET', KEYS[1], 'state', 'dead', 'reason', ARGV[6])
+  record_failure('state', 'dead', 'reason', ARGV[6])
+  job_call('HDEL', KEYS[1], 'owner', 'interrupt')
   redis.call('HINCRBY', KEYS[7], 'dead', 1)
   redis.call('PEXPIREAT', KEYS[1], expires)
   redis.call('ZADD', KEYS[6], expires, ARGV[1])
@@ -92,10 +109,11 @@ if ARGV[7] == 'dead' then
 end
 
 local cap = tonumber(ARGV[10])
-local waiting = tonumber(redis.call('HGET', KEYS[4], policy) or '0')
-  + tonumber(ARGV[16] ~= nil and ARGV[16] ~= '' and ARGV[16] or '0')
-if cap >= 0 and waiting >= cap then
-  job_call('HSET', KEYS[1], 'state', 'parked', 'reason', ARGV[6])
+-- (the policy's waiting count is read only where a cap needs it)
+if cap >= 0 and tonumber(redis.call('HGET', KEYS[4], policy) or '0')
+    + tonumber(ARGV[16] ~= nil and ARGV[16] ~= '' and ARGV[16] or '0') >= cap then
+  record_failure('state', 'parked', 'reason', ARGV[6])
+  job_call('HDEL', KEYS[1], 'owner', 'interrupt')
   redis.call('ZADD', KEYS[5], now, ARGV[1])
   entry.decision = 'parked'
   add_history(KEYS[9], keep, entry)
@@ -104,22 +122,17 @@ end
 -- A waiting job keeps no reason: the sentence repeats its fields (error,
 -- next attempt) and would double its memory (Redis keeps a hash compact only
 -- while every value is short). The worker's log line and Flower carry it.
-job_call('HDEL', KEYS[1], 'reason')
 local due = now + tonumber(ARGV[8])
-job_call('HSET', KEYS[1], 'state', 'retrying', 'next_attempt_at', due)
-if tonumber(ARGV[9]) > 0 then
-  job_call('HSET', KEYS[1], 'held', now)
+if held then
+  record_failure('state', 'retrying', 'next_attempt_at', due, 'held', now)
+  job_call('HDEL', KEYS[1], 'owner', 'interrupt', 'reason')
 else
-  job_call('HDEL', KEYS[1], 'held')
+  record_failure('state', 'retrying', 'next_attempt_at', due)
+  job_call('HDEL', KEYS[1], 'owner', 'interrupt', 'reason', 'held')
 end
 redis.call('HINCRBY', KEYS[4], policy, 1)
 redis.call('ZADD', KEYS[3], due + tonumber(ARGV[9]), ARGV[1])
 entry.decision = 'retry'
 entry.delay_ms = tonumber(ARGV[8])
 add_history(KEYS[9], keep, entry)
-if tonumber(ARGV[9]) > 0 then
-  local payload = job_call('HMGET', KEYS[1], 'args', 'kwargs', 'queue', 'opts')
-  return {'retry', now, due, payload[1] or '[]', payload[2] or '{}', payload[3] or '',
-    payload[4] or ''}
-end
-return {'retry', now, due}
+return retry_reply(due)

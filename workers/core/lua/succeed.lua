@@ -15,8 +15,8 @@
 -- include: history
 
 local now = now_ms()
-local stale = not_owner(KEYS[1], ARGV[2], ARGV[3])
-if stale == 'succeeded' and job_call('HGET', KEYS[1], 'attempt') == ARGV[2] then
+local stale, job = not_owner(KEYS[1], ARGV[2], ARGV[3], 'updated_at', 'first_failure_at')
+if stale == 'succeeded' and job[2] == ARGV[2] then
   -- Run again after its reply was lost: this attempt succeeded (the only one that
   -- can, claim fences the others), so answer as the first run did.
   return {'ok', now}
@@ -27,7 +27,7 @@ end
 redis.call('ZREM', KEYS[2], ARGV[1])
 -- claim wrote updated_at when the attempt started; nothing else moves it while it runs.
 add_history(KEYS[5], tonumber(ARGV[5]), {attempt = tonumber(ARGV[2]),
-  started_at = tonumber(job_call('HGET', KEYS[1], 'updated_at')), ended_at = now,
+  started_at = tonumber(job[4]), ended_at = now,
   worker = ARGV[3], event = 'success', decision = 'succeeded'})
 -- The arguments and checkpoint are only needed to run it again: free them.
 job_call('HDEL', KEYS[1], 'owner', 'args', 'kwargs', 'queue', 'opts', 'checkpoint',
@@ -37,5 +37,9 @@ local expires = now + tonumber(ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], expires)
 redis.call('ZADD', KEYS[3], expires, ARGV[1])
 redis.call('PEXPIREAT', KEYS[5], expires)
-redis.call('ZREM', KEYS[4], ARGV[1])
+if job[5] then
+  -- Only a failure streak can be in the stuck index (stuck.lua adds a job with
+  -- first_failure_at; whatever clears that field removes the job from it too).
+  redis.call('ZREM', KEYS[4], ARGV[1])
+end
 return {'ok', now}

@@ -5,6 +5,8 @@ local function add_history(history_key, keep, entry)
   if keep <= 0 then
     return
   end
-  redis.call('RPUSH', history_key, cjson.encode(entry))
-  redis.call('LTRIM', history_key, -keep, -1)
+  -- (trimmed only once it is longer: most jobs never reach `keep` entries)
+  if redis.call('RPUSH', history_key, cjson.encode(entry)) > keep then
+    redis.call('LTRIM', history_key, -keep, -1)
+  end
 end

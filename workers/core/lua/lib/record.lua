@@ -65,11 +65,38 @@ local function first_read(command, key, ...)
   return {reply}
 end
 
+-- A script's first HGETALL of a record tells its kind from the names it gets:
+-- no probe is sent, and only a short record's names are translated.
+local function first_hgetall(key)
+  local reply = redis.call('HGETALL', key)
+  local known = NEW_RECORDS_SHORT
+  for i = 1, #reply, 2 do
+    if reply[i] == SHORT_MARK then
+      known = true
+      break
+    elseif reply[i] == 'state' then
+      known = false
+      break
+    end
+  end
+  short_records[key] = known
+  if known then
+    for i = 1, #reply, 2 do
+      reply[i] = to_long(reply[i])
+    end
+  end
+  return reply
+end
+
 local function job_call(command, key, ...)
-  if short_records[key] == nil and (command == 'HGET' or command == 'HMGET') then
-    local answer = first_read(command, key, ...)
-    if answer then
-      return answer[1]
+  if short_records[key] == nil then
+    if command == 'HGET' or command == 'HMGET' then
+      local answer = first_read(command, key, ...)
+      if answer then
+        return answer[1]
+      end
+    elseif command == 'HGETALL' then
+      return first_hgetall(key)
     end
   end
   if not is_short(key) then
