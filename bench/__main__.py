@@ -68,6 +68,9 @@ INTRO = [
     "Celery with two bare script round trips around each attempt (bench/floor_jobs.py),",
     "the two the invariants keep, over plain Celery. A bar above its floor cannot be met",
     "by tuning the layer; the distance between the ratio and the floor is the layer's own.",
+    "What the scripts themselves cost Redis is counted, not timed, by `python -m",
+    "bench.script_cost --against REV` (instructions under valgrind: the same count on a",
+    "busy machine as on an idle one), so a change to them is judged apart from the noise.",
 ]
 
 

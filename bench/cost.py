@@ -107,6 +107,9 @@ class Run:
     redis_cpu: float
     commands: dict[str, int]
     load: tuple[float, float]
+    # Redis' own µs in each command (commandstats): a script's inner calls
+    # are counted twice, in EVALSHA and under their own names.
+    command_usec: dict[str, int] = field(default_factory=dict)
     timers: dict[str, Any] = field(default_factory=dict)
 
     def per_job_us(self, value: float) -> float:
@@ -149,10 +152,12 @@ def drain(
     finally:
         worker.kill()
     commands = {k: v for k, v in stats.calls.items() if v and k not in POLL_COMMANDS}
+    command_usec = {k: stats.usec.get(k, 0) for k in commands}
     return Run(
         variant=variant, jobs=n, seconds=seconds, main_cpu=cpu1[0] - cpu0[0],
         other_cpu=cpu1[1] - cpu0[1], voluntary=cpu1[2] - cpu0[2],
         involuntary=cpu1[3] - cpu0[3], redis_cpu=stats.cpu, commands=commands,
+        command_usec=command_usec,
         load=(load0, os.getloadavg()[0]), timers=timers,
     )  # fmt: skip
 
@@ -220,6 +225,12 @@ def report(by_variant: dict[str, list[Run]]) -> list[str]:
                 f"{k} {v:.2f}" for k, v in sorted(commands.items(), key=lambda kv: -kv[1]) if v
             )
             lines.append(f"    Redis commands per job: {shown}")
+            usec = {name: statistics.median(r.command_usec.get(name, 0) / r.jobs for r in runs)
+                    for name in commands}  # fmt: skip
+            shown = ", ".join(f"{k} {v:.1f}" for k, v in
+                              sorted(usec.items(), key=lambda kv: -kv[1]) if v >= 0.05)  # fmt: skip
+            lines.append(f"    Redis µs per job by command (scripts' inner calls also "
+                         f"in evalsha): {shown}")  # fmt: skip
         if any(r.timers for r in runs):
             lines += timer_rows(runs)
     return lines

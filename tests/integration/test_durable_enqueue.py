@@ -8,13 +8,13 @@ import json
 import time
 
 import pytest
-import redis
 from celery import Celery, group
 from celery.signals import after_task_publish
 
 from tests import jobs
 from tests.conftest import TEST_SETTINGS, wait_for
 from tests.support.cli import run_retryctl
+from tests.support.monitor import commands_during
 from tests.support.ops import control, runtime
 from tests.support.records import in_state
 from workers import JobState, durable_task, install
@@ -266,28 +266,12 @@ def test_a_group_larger_than_one_pipeline_records_and_publishes_every_member(
 # -- in one script (workers/integration/record_push.py)
 
 
-def _commands_during(redis_server, action) -> list[dict]:
-    """What Redis ran while ``action`` ran (MONITOR), up to a marker sent after it."""
-    watcher = redis.Redis.from_url(redis_server.url, socket_timeout=10, decode_responses=True)
-    marker = f"end-of-watch-{time.time_ns()}"
-    seen = []
-    with watcher.monitor() as monitor:
-        action()
-        redis_server.client().echo(marker)
-        for _ in range(100_000):
-            command = monitor.next_command()
-            if marker in command["command"]:
-                return seen
-            seen.append(command)
-    raise AssertionError(f"the marker never came; {len(seen)} commands seen")
-
-
 def test_one_redis_takes_the_first_message_with_its_record_in_one_script(
     redis_client, redis_server, start_worker
 ):
     jobs.add.delay(0, 0)  # connections and declarations, outside what is watched
     job_id = f"one-trip-{time.time_ns()}"
-    seen = _commands_during(redis_server, lambda: jobs.add.apply_async((2, 3), task_id=job_id))
+    seen = commands_during(redis_server, lambda: jobs.add.apply_async((2, 3), task_id=job_id))
     pushes = [(c["client_type"], c["command"].split()[1]) for c in seen
               if c["command"].startswith("LPUSH")]  # fmt: skip
     assert pushes == [("lua", "celery")], seen
@@ -309,7 +293,7 @@ def test_a_state_redis_that_is_not_the_broker_gets_the_record_before_kombu_pushe
     job = durable_task(app=own, policy="fast", name="enqueue_test.two_databases")(_identity)
     job.delay(0)
     job_id = f"two-databases-{time.time_ns()}"
-    seen = _commands_during(redis_server, lambda: job.apply_async((1,), task_id=job_id))
+    seen = commands_during(redis_server, lambda: job.apply_async((1,), task_id=job_id))
     order = [(c["db"], c["client_type"], c["command"].split()[0]) for c in seen
              if c["command"].split()[0] in ("EVALSHA", "LPUSH")]  # fmt: skip
     assert order == [(0, "tcp", "EVALSHA"), (1, "tcp", "LPUSH")], seen

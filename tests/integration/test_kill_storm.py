@@ -24,7 +24,7 @@ import redis
 from tests import jobs
 from tests.conftest import wait_for
 from tests.support.invariants import InvariantChecker, Sampler
-from tests.support.ops import control
+from tests.support.ops import control, runtime
 from tests.support.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -83,6 +83,25 @@ def _unfinished(ids: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _slot_running_an_attempt(slots: list[WorkerProcess]) -> int:
+    """The slot of a worker that holds a lease now (an attempt of its is running),
+    waited for up to 30 s."""
+    leases = runtime().store.keys.leases
+    found: list[int] = []
+
+    def running() -> bool:
+        for job_id in runtime().store.redis.zrange(leases, 0, -1):
+            record = control.status(str(job_id))
+            owner = (record.owner or "") if record else ""
+            found[:] = [i for i, w in enumerate(slots) if owner.startswith(f"{w.name}@")]
+            if found:
+                return True
+        return False
+
+    wait_for(running, 30, "an attempt to run on one of the storm's first workers")
+    return found[0]
+
+
 def run_storm(
     redis_client: redis.Redis,
     start_worker: Callable[..., WorkerProcess],
@@ -113,9 +132,15 @@ def run_storm(
         for kill in range(kills):
             time.sleep(interval * rng.uniform(0.5, 1.5))
             slot = rng.randrange(workers)
+            # The first kill takes a whole worker while an attempt of its runs, so the
+            # storm interrupts at least one attempt however slowly a loaded machine
+            # starts the replacements; the others land wherever the clock puts them.
+            first = kill == 0
+            if first:
+                slot = _slot_running_an_attempt(slots)
             victim = slots[slot]
             children = victim.pool_children() if victim.process is not None else []
-            if children and rng.random() < 0.4:
+            if children and not first and rng.random() < 0.4:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(rng.choice(children), signal.SIGKILL)
                 figures.kills_pool_child += 1
