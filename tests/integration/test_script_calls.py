@@ -1,9 +1,10 @@
 """The attempt's scripts read each record once: what Redis runs inside claim,
 succeed and fail, on the paths every job takes.
 
-Each ``redis.call`` inside a script costs Redis more than the fields it moves
-(bench/FINDINGS.md, "Lighter scripts"), so the paths every job takes read the
-job's hash once and write it once or twice. These tests watch a real Redis run
+Each ``redis.call`` inside a script costs Redis about as much as four names or
+values it moves in or out of Lua (``python -m bench.script_cost`` counts them;
+bench/FINDINGS.md, 2026-12-07), so the paths every job takes read the job's
+hash once and write it once or twice. These tests watch a real Redis run
 the store's real scripts (MONITOR) and hold them to that: a change that reads
 the record again, or touches a key the job never entered, fails here before it
 shows in the bench.
