@@ -86,12 +86,12 @@ def _unfinished(ids: list[str]) -> str:
 def _slot_running_an_attempt(slots: list[WorkerProcess]) -> int:
     """The slot of a worker that holds a lease now (an attempt of its is running),
     waited for up to 30 s."""
-    leases = runtime().store.keys.leases
+    store = runtime().store
     found: list[int] = []
 
     def running() -> bool:
-        for job_id in runtime().store.redis.zrange(leases, 0, -1):
-            record = control.status(str(job_id))
+        for job_id in store.index_ids(store.keys.leases, 0, 100):
+            record = control.status(job_id)
             owner = (record.owner or "") if record else ""
             found[:] = [i for i, w in enumerate(slots) if owner.startswith(f"{w.name}@")]
             if found:

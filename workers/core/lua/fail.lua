@@ -88,16 +88,18 @@ if job_call('HINCRBY', KEYS[1], 'failures:' .. event, 1) == 1 and not streak_sta
   job_call('HSETNX', KEYS[1], 'since:' .. event, now)
 end
 redis.call('HINCRBY', KEYS[7], 'failures:' .. event, 1)
--- What every outcome writes, with the outcome's own fields in the same HSET.
-local function record_failure(...)
+-- What every outcome writes and deletes, in one HSET and one HDEL: the failure's
+-- fields with the outcome's own (`set`), the attempt's owner and interrupt mark
+-- with what else the outcome drops (`gone`).
+local function record_failure(set, gone)
   job_call('HSET', KEYS[1], 'last_failure_at', now, 'last_event', event,
-    'last_error', ARGV[5], 'updated_at', now, ...)
+    'last_error', ARGV[5], 'updated_at', now, unpack(set))
+  job_call('HDEL', KEYS[1], 'owner', 'interrupt', unpack(gone))
 end
 
 if ARGV[7] == 'dead' then
   local expires = now + tonumber(ARGV[11])
-  record_failure('state', 'dead', 'reason', ARGV[6])
-  job_call('HDEL', KEYS[1], 'owner', 'interrupt')
+  record_failure({'state', 'dead', 'reason', ARGV[6]}, {})
   redis.call('HINCRBY', KEYS[7], 'dead', 1)
   redis.call('PEXPIREAT', KEYS[1], expires)
   redis.call('ZADD', KEYS[6], expires, ARGV[1])
@@ -112,8 +114,7 @@ local cap = tonumber(ARGV[10])
 -- (the policy's waiting count is read only where a cap needs it)
 if cap >= 0 and tonumber(redis.call('HGET', KEYS[4], policy) or '0')
     + tonumber(ARGV[16] ~= nil and ARGV[16] ~= '' and ARGV[16] or '0') >= cap then
-  record_failure('state', 'parked', 'reason', ARGV[6])
-  job_call('HDEL', KEYS[1], 'owner', 'interrupt')
+  record_failure({'state', 'parked', 'reason', ARGV[6]}, {})
   redis.call('ZADD', KEYS[5], now, ARGV[1])
   entry.decision = 'parked'
   add_history(KEYS[9], keep, entry)
@@ -124,11 +125,9 @@ end
 -- while every value is short). The worker's log line and Flower carry it.
 local due = now + tonumber(ARGV[8])
 if held then
-  record_failure('state', 'retrying', 'next_attempt_at', due, 'held', now)
-  job_call('HDEL', KEYS[1], 'owner', 'interrupt', 'reason')
+  record_failure({'state', 'retrying', 'next_attempt_at', due, 'held', now}, {'reason'})
 else
-  record_failure('state', 'retrying', 'next_attempt_at', due)
-  job_call('HDEL', KEYS[1], 'owner', 'interrupt', 'reason', 'held')
+  record_failure({'state', 'retrying', 'next_attempt_at', due}, {'reason', 'held'})
 end
 redis.call('HINCRBY', KEYS[4], policy, 1)
 redis.call('ZADD', KEYS[3], due + tonumber(ARGV[9]), ARGV[1])
