@@ -21,6 +21,21 @@ class FailKind(str, Enum):
 
 
 @dataclass(frozen=True)
+class DeliveryAck:
+    """The broker message an outcome script acks as kombu's Redis transport would
+    (``ZREM`` of ``tag`` from ``index_key``, ``HDEL`` from ``hash_key``): given only
+    when the broker is the store's Redis (workers/integration/broker_ack.py)."""
+
+    index_key: str
+    hash_key: str
+    tag: str
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.index_key, self.hash_key]
+
+
+@dataclass(frozen=True)
 class Claimed:
     """The attempt may run. ``fields`` is the job hash after the claim."""
 

@@ -16,7 +16,7 @@ from policies import Decision, Event, Failure, GiveUp, format_duration
 from workers.core import alerts
 from workers.core.attempt import Attempt
 from workers.core.failures import error_text
-from workers.core.outcomes import FailKind
+from workers.core.outcomes import DeliveryAck, FailKind
 from workers.core.publisher import NextAttempt, Publisher, retry_queue
 from workers.core.runtime import Runtime
 from workers.core.texts import retry_note
@@ -41,12 +41,15 @@ def record_failure(
     decision: Decision,
     *,
     countdown_allowed: bool,
+    ack: DeliveryAck | None = None,
 ) -> Recorded | None:
     """Store a failed attempt's outcome and publish its retry if it rides a countdown.
 
     ``countdown_allowed`` is False for the sweeper: it holds no broker
-    message, so its retries wait in the due set. Returns None when the
-    attempt no longer owns the job (killed meanwhile, or taken over).
+    message, so its retries wait in the due set. ``ack``: the delivery the
+    script acks with the outcome (a worker's own attempt, the broker on this
+    Redis). Returns None when the attempt no longer owns the job (killed
+    meanwhile, or taken over).
     """
     settings = rt.settings
     give_up = isinstance(decision, GiveUp)
@@ -64,7 +67,7 @@ def record_failure(
             # The worker that ran it: a sweeper judging a lost attempt holds its lease now.
             worker=attempt.fields.get("owner") or attempt.owner,
             token=attempt.token,
-            policy=attempt.fields.get("policy"),
+            policy=attempt.fields.get("policy"), ack=ack,
         ),
         "recording a failure",
     )  # fmt: skip

@@ -26,6 +26,7 @@ from workers.core.failures import truncated
 from workers.core.keys import Keys, Layout
 from workers.core.outcomes import (
     Claimed,
+    DeliveryAck,
     Dropped,
     DueJob,
     Enqueued,
@@ -579,15 +580,17 @@ class Store:
 
     def succeed(
         self, job_id: str, attempt: int, owner: str, retention_ms: int,
-        history: int = DEFAULT_HISTORY_ATTEMPTS,
+        history: int = DEFAULT_HISTORY_ATTEMPTS, ack: DeliveryAck | None = None,
     ) -> bool:  # fmt: skip
-        """Record the success; ``history``: attempts of history the job keeps (0: none)."""
+        """Record the success; ``history``: attempts of history the job keeps (0: none).
+        ``ack``: the delivery to ack in the same script (whatever the answer)."""
         k = self.layout.of(job_id)
         reply = self._run(
             "succeed",
-            [k.job(job_id), k.leases, k.ended(JobState.SUCCEEDED), k.stuck, k.history(job_id)],
-            [job_id, attempt, owner, retention_ms, history],
-        )
+            [k.job(job_id), k.leases, k.ended(JobState.SUCCEEDED), k.stuck, k.history(job_id),
+             *(ack.keys if ack else ())],
+            [job_id, attempt, owner, retention_ms, history, *((ack.tag,) if ack else ())],
+        )  # fmt: skip
         return bool(reply[0] == "ok")
 
     def fail(
@@ -608,6 +611,7 @@ class Store:
         worker: str | None = None,
         token: str = "",
         policy: str | None = None,
+        ack: DeliveryAck | None = None,
     ) -> FailOutcome:
         """Record a failed attempt and carry out the decision taken for it.
 
@@ -617,7 +621,8 @@ class Store:
         (with several shards, ``max_retrying`` counts every shard's waiting jobs,
         read just before the script; read from the record when not given).
         ``token``: the claim token of its delivery, which makes the call safe to
-        run again (a second run answers as the first did).
+        run again (a second run answers as the first did). ``ack``: the delivery to
+        ack in the same script (whatever the answer).
         """
         k = self.layout.of(job_id)
         elsewhere = self._waiting_elsewhere(job_id, policy) if max_retrying is not None else 0
@@ -625,7 +630,7 @@ class Store:
             "fail",
             [
                 k.job(job_id), k.leases, k.due, k.retrying, k.parked, k.ended(JobState.DEAD),
-                k.stats, k.stuck, k.history(job_id),
+                k.stats, k.stuck, k.history(job_id), *(ack.keys if ack else ()),
             ],
             [
                 job_id, attempt, owner, event, error, reason,
@@ -633,6 +638,7 @@ class Store:
                 -1 if max_retrying is None else max_retrying, retention_ms,
                 history, truncated(error, HISTORY_TEXT_CHARS),
                 truncated(reason, HISTORY_TEXT_CHARS), worker or owner, elsewhere, token,
+                *((ack.tag,) if ack else ()),
             ],
         )  # fmt: skip
         kind = FailKind(reply[0])

@@ -7,11 +7,17 @@ sweep judges the interruption by the policy instead of waiting a whole lease.
 
 A revoke this worker took while an attempt's retry was being recorded is told
 to Flower again after the attempt's ``task-retried`` (see ``on_retry``).
+
+When the attempt's outcome script acked the message in Redis already (the
+broker is the store's Redis: workers/integration/broker_ack.py), the ack of
+an attempt that returned or retried leaves Redis alone (``acknowledge``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -22,7 +28,9 @@ from celery.worker.request import Request
 
 from policies import Event
 from workers.core.refusals import refusal_reason
+from workers.integration.broker_ack import unacked_keys
 from workers.integration.extension import durable_of
+from workers.integration.patches.outcome_ack import acked_in_script
 from workers.integration.patches.revoke import announce_revoked
 from workers.integration.publish import ATTEMPT_HEADER, attempt_from_header
 
@@ -31,7 +39,26 @@ log = logging.getLogger(__name__)
 
 class DurableRequest(Request):
     """Celery's request, plus: a lost pool child ends its attempt's lease now, and a
-    revoke that came while the attempt's retry was recorded is announced again."""
+    revoke that came while the attempt's retry was recorded is announced again; an
+    attempt whose outcome script acked its message is not acked in Redis again."""
+
+    # Set when the attempt returned (its succeed script ran) or retried (its fail
+    # script ran): with the broker on the store's Redis, that script acked it.
+    _outcome_recorded = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Celery's create_request_cls subclasses the task's Request class with its
+        # own on_success (celery/worker/request.py), which would hide an override
+        # here: wrap the subclass's own instead.
+        super().__init_subclass__(**kwargs)
+        on_success = cls.__dict__.get("on_success")
+        if on_success is not None:
+            cls.on_success = _noting_success(on_success)
+
+    def acknowledge(self) -> None:
+        if self._outcome_recorded and not self.acknowledged and unacked_keys(self.app):
+            acked_in_script(str(self._message.delivery_tag))
+        super().acknowledge()
 
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
@@ -50,6 +77,7 @@ class DurableRequest(Request):
         )
 
     def on_retry(self, exc_info: Any) -> None:
+        self._outcome_recorded = True
         super().on_retry(exc_info)
         if self.id in worker_state.revoked:
             # Revoked while the pool child recorded this retry: the revoke hook's
@@ -79,3 +107,15 @@ class DurableRequest(Request):
                 "job %s task=%s attempt=%d event=%s: the pool child died; "
                 "the next sweep applies the policy", self.id, self.name, attempt, event.value,
             )  # fmt: skip
+
+
+def _noting_success(on_success: Callable[..., Any]) -> Callable[..., Any]:
+    """``on_success`` that first notes an attempt which returned: its succeed script ran."""
+
+    @functools.wraps(on_success)
+    def noting(self: DurableRequest, failed__retval__runtime: Any, **kwargs: Any) -> Any:
+        if not failed__retval__runtime[0]:
+            self._outcome_recorded = True
+        return on_success(self, failed__retval__runtime, **kwargs)
+
+    return noting

@@ -44,6 +44,7 @@ from workers.core.recorder import record_failure
 from workers.core.records import checkpoint_from_fields
 from workers.core.retry_call import retry_requested
 from workers.core.runtime import Runtime
+from workers.integration.broker_ack import delivery_ack
 from workers.integration.enqueue import FirstMessage, not_json_error, unread_reply_to
 from workers.integration.extension import DurableExtension, durable_of, install
 from workers.integration.options import (
@@ -379,11 +380,12 @@ class DurableTask(Task):
             rt.settings.retention if current.fields.get("first_failure_at")
             else rt.settings.succeeded_retention
         )  # fmt: skip
+        ack = delivery_ack(self)
         recorded = _call(
             rt,
             lambda: rt.store.succeed(
                 current.job_id, current.number, current.owner, int(retention * 1000),
-                history=rt.settings.history_attempts,
+                history=rt.settings.history_attempts, ack=ack,
             ),
             "recording a success",
         )
@@ -412,7 +414,8 @@ class DurableTask(Task):
             decision = decide(self.policy, current.history(), failure, current.clock.now(), _rng)
         try:
             recorded = record_failure(
-                rt, self.durable.publisher, current, failure, decision, countdown_allowed=True
+                rt, self.durable.publisher, current, failure, decision, countdown_allowed=True,
+                ack=delivery_ack(self),
             )
         except StateUnavailable as unavailable:
             raise Reject(str(unavailable), requeue=True) from unavailable

@@ -28,6 +28,9 @@
 --          sweeper): fail run again with it (its reply was lost, the caller
 --          retried) answers as the first run did instead of "stale", so the
 --          countdown retry is still published
+-- ARGV[18] the delivery's tag to ack, when the broker is this Redis (else absent
+--          or ""): acked whatever the answer, as Celery acks a retried message
+-- KEYS[10] kombu's unacked index zset  KEYS[11] kombu's unacked hash (with ARGV[18])
 --
 -- Returns {"retry", now_ms, due_ms} (plus args, kwargs, queue, opts when a
 -- broker countdown will hold the retry: the caller publishes it)
@@ -36,8 +39,10 @@
 -- include: now_ms
 -- include: fence
 -- include: history
+-- include: broker_ack
 
 local now = now_ms()
+ack_delivery(KEYS[10], KEYS[11], ARGV[18])
 -- A retry a broker countdown will hold is published by the caller: it needs the
 -- job's payload, read here with the rest.
 local held = tonumber(ARGV[9]) > 0

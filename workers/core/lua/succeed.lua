@@ -5,16 +5,22 @@
 -- KEYS[5] history list (gets the success entry; expires with the record)
 -- ARGV[1] job id     ARGV[2] attempt       ARGV[3] owner   ARGV[4] retention ms
 -- ARGV[5] attempts of history to keep (0 = none)
+-- ARGV[6] the delivery's tag to ack, when the broker is this Redis (else absent or "")
+-- KEYS[6] kombu's unacked index zset  KEYS[7] kombu's unacked hash (with ARGV[6] only)
 --
 -- Safe to run again: a run after this attempt succeeded answers {"ok", now_ms} too.
+-- The delivery is acked whatever the answer: its body ran to the end, and Celery
+-- acks such a message either way.
 -- Returns {"ok", now_ms} or {"stale", state} when the attempt no longer owns
 -- the job (killed meanwhile, or its lease was recovered by a sweeper).
 
 -- include: now_ms
 -- include: fence
 -- include: history
+-- include: broker_ack
 
 local now = now_ms()
+ack_delivery(KEYS[6], KEYS[7], ARGV[6])
 local stale, job = not_owner(KEYS[1], ARGV[2], ARGV[3], 'updated_at', 'first_failure_at')
 if stale == 'succeeded' and job[2] == ARGV[2] then
   -- Run again after its reply was lost: this attempt succeeded (the only one that

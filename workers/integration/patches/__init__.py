@@ -16,6 +16,8 @@ a silent patch of changed internals would be worse than none.
 - ``redis_put``: a durable job's first message and its record go to Redis in
   one script when the broker is the job state's Redis (kombu's Redis
   transport). Applied with ``group``, in producers too, and left out as it is.
+- ``outcome_ack``: kombu's ack leaves Redis alone for a message the attempt's
+  outcome script acked already (kombu's Redis transport; workers only).
 """
 
 from __future__ import annotations
@@ -63,11 +65,13 @@ def apply(control_for: Callable[[Any], Control]) -> None:
     """
     from workers.integration.patches.group import batch_group_enqueues
     from workers.integration.patches.kombu_guard import harden_redis_transport
+    from workers.integration.patches.outcome_ack import skip_acked_deliveries
     from workers.integration.patches.redis_put import write_records_with_messages
     from workers.integration.patches.revoke import install_revoke_hook
 
     check_versions()
     harden_redis_transport()
+    skip_acked_deliveries()
     install_revoke_hook(control_for)
     batch_group_enqueues()
     write_records_with_messages()
