@@ -50,9 +50,14 @@ def unacked_keys(app: Any) -> tuple[str, str] | None:
     try:
         with app.connection_for_read() as connection:
             if isinstance(connection.transport, kombu_redis.Transport):
-                channel = connection.default_channel
-                if not channel.global_keyprefix and store.serves(channel.pool):
-                    keys = (str(channel.unacked_index_key), str(channel.unacked_key))
+                # channel(), not default_channel: it connects with one try, where
+                # default_channel would retry as the broker settings say (for ever).
+                channel = connection.channel()
+                try:
+                    if not channel.global_keyprefix and store.serves(channel.pool):
+                        keys = (str(channel.unacked_index_key), str(channel.unacked_key))
+                finally:
+                    channel.close()
     except Exception as exc:  # the broker answers later; the plain ack serves meanwhile
         log.debug("durable-retry: broker not checked for acks in scripts: %s", exc)
         return None
