@@ -2,8 +2,8 @@
 outcome acks its message, and the worker's own ack leaves Redis alone.
 
 kombu's Redis transport keeps each delivered, unacked message in two keys
-(``unacked_index``, ``unacked``) and removes it on ack. Here a real worker,
-solo and prefork, runs a job that succeeds and one that fails once, and the
+(``unacked_index``, ``unacked``) and removes it on ack. Here a real worker
+(solo, prefork, threads) runs a job that succeeds and one that fails once, and the
 server's own MONITOR stream says who removed each delivery: the ``succeed``
 and ``fail`` scripts, never a client's MULTI/EXEC. With the broker on another
 database the worker acks as kombu does. Either way nothing is left unacked
@@ -49,7 +49,7 @@ def _removals(seen: list[dict], client_type: str) -> list[tuple[str, str]]:
     return out
 
 
-@pytest.mark.parametrize("pool", ["solo", "prefork"])
+@pytest.mark.parametrize("pool", ["solo", "prefork", "threads"])
 def test_each_outcome_script_acks_its_delivery_and_the_worker_does_not_again(
     redis_client, redis_server, start_worker, pool
 ):
