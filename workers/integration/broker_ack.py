@@ -26,11 +26,9 @@ from typing import Any
 
 from workers.core.outcomes import DeliveryAck
 from workers.integration.extension import durable_of
+from workers.integration.redis_broker import channel_is_store
 
 log = logging.getLogger(__name__)
-
-_KEYS = "_durable_unacked_keys"
-
 
 def unacked_keys(app: Any) -> tuple[str, str] | None:
     """kombu's ``(unacked_index, unacked)`` key names when ``app``'s broker is its
@@ -40,9 +38,8 @@ def unacked_keys(app: Any) -> tuple[str, str] | None:
     an unreachable broker is asked again next time.
     """
     extension = durable_of(app)
-    known = extension.__dict__.get(_KEYS, False)
-    if known is not False:
-        return known
+    if extension.unacked_keys_checked:
+        return extension.unacked_keys
     from kombu.transport import redis as kombu_redis
 
     store = extension.runtime.store
@@ -54,14 +51,14 @@ def unacked_keys(app: Any) -> tuple[str, str] | None:
                 # default_channel would retry as the broker settings say (for ever).
                 channel = connection.channel()
                 try:
-                    if not channel.global_keyprefix and store.serves(channel.pool):
+                    if channel_is_store(channel, store):
                         keys = (str(channel.unacked_index_key), str(channel.unacked_key))
                 finally:
                     channel.close()
     except Exception as exc:  # the broker answers later; the plain ack serves meanwhile
         log.debug("durable-retry: broker not checked for acks in scripts: %s", exc)
         return None
-    setattr(extension, _KEYS, keys)
+    extension.unacked_keys, extension.unacked_keys_checked = keys, True
     return keys
 
 

@@ -80,6 +80,10 @@ class DurableExtension:
     def __init__(self, app: Celery, settings: Settings | None = None) -> None:
         self.app = app
         self._settings = settings
+        # kombu's unacked key names when the outcome scripts ack (broker_ack.py),
+        # once checked against the broker; None: kombu acks as it always has.
+        self.unacked_keys: tuple[str, str] | None = None
+        self.unacked_keys_checked = False
 
     @cached_property
     def runtime(self) -> Runtime:

@@ -20,6 +20,7 @@ from typing import Any
 from kombu.utils.json import dumps
 
 from workers.integration import record_push
+from workers.integration.redis_broker import channel_is_store
 
 
 def _pushes_itself(channel: Any, queue: str, kwargs: dict[str, Any], store: Any) -> bool:
@@ -28,9 +29,8 @@ def _pushes_itself(channel: Any, queue: str, kwargs: dict[str, Any], store: Any)
     expires = getattr(channel, "_expires", None)  # x-expires queues: kombu 5.7 and later
     return (
         kwargs.get("_publish_batch") is None
-        and not channel.global_keyprefix
         and not (expires and queue in expires)
-        and store.serves(channel.pool)
+        and channel_is_store(channel, store)
     )
 
 
