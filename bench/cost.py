@@ -50,10 +50,14 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "plain+request": ("plain", "request"),
     "plain+log": ("plain", "log"),
     "plain+2rt": ("plain", "rt2"),
+    "plain+reuse": ("plain", "reuse"),
+    "floor": ("plain", "reuse,rt2"),  # the bench's floor side (bench/floor_jobs.py)
     "plain+all": ("plain", "call,request,log,rt2"),
     "durable-log": ("durable", "nolog"),
+    "durable-reuse": ("durable", "noreuse"),
     "durable-fields": ("durable", "fields"),
     "durable+timers": ("durable", "timers"),
+    "durable+timers-reuse": ("durable", "timers,noreuse"),
 }
 POLL_COMMANDS = ("llen", "hlen", "info", "config|resetstat", "flushall", "config")
 

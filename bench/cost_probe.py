@@ -11,12 +11,16 @@ Plain side (what a piece of the layer costs when added to plain Celery):
 - ``request``: a ``Request`` subclass (celery/worker/strategy.py builds its request
   class from it), overriding ``on_failure`` as DurableRequest does.
 - ``log``: one INFO line per job on ``workers.jobs``, the durable side's format.
-- ``rt2``: two bare ``EVALSHA`` round trips through redis-py per attempt, the bench's
-  floor side (:func:`bench.round_trips.with_two_round_trips`).
+- ``rt2``: two bare ``EVALSHA`` round trips through redis-py per attempt
+  (:func:`bench.round_trips.with_two_round_trips`); with ``reuse``, the bench's floor
+  side (variant ``floor``).
+- ``reuse``: kombu builds one redis-py client per channel, not one per publish, event
+  and ack: the layer's ``client_reuse`` patch, on plain Celery.
 
 Durable side:
 
 - ``nolog``: the layer's per-job INFO line off (``workers.jobs`` at WARNING).
+- ``noreuse``: the ``client_reuse`` patch left out (kombu builds a client per call).
 - ``timers``: per-call timers (wall and this thread's CPU) around the pieces of the
   success path; written to ``BENCH_COST_OUT`` (JSON) every 250 jobs.
 - ``fields``: claim's reply cut to the fields the success path reads (what-if of a
@@ -42,6 +46,11 @@ FLAGS = {f for f in os.environ.get("BENCH_COST_FLAGS", "").split(",") if f}
 OUT = os.environ.get("BENCH_COST_OUT", "")
 
 if SIDE == "durable":
+    if "noreuse" in FLAGS:
+        # Before the layer is installed (bench.jobs): its patches then skip this one.
+        from kombu.transport import redis as kombu_redis
+
+        kombu_redis.Channel._durable_client_reuse = True
     from bench import jobs as side_jobs
 else:
     from bench import plain_jobs as side_jobs  # type: ignore[no-redef]
@@ -82,6 +91,10 @@ def _plain_patches() -> None:
         from bench.round_trips import with_two_round_trips
 
         with_two_round_trips(task, redis.Redis.from_url(os.environ["BENCH_REDIS_URL"]))
+    if "reuse" in FLAGS:
+        from workers.integration.patches.client_reuse import reuse_channel_clients
+
+        reuse_channel_clients()
     if "call" in FLAGS:
         cls.__call__ = lambda self, *args, **kwargs: self.run(*args, **kwargs)
     if "request" in FLAGS:
@@ -118,6 +131,28 @@ def _durable_patches() -> None:
         LeaseKeeper.hold = t("LeaseKeeper.hold", LeaseKeeper.hold)  # type: ignore[method-assign]
         LeaseKeeper.release = t("LeaseKeeper.release", LeaseKeeper.release)  # type: ignore[method-assign]
         task_module._call = t("task._call (Runtime.call_redis)", task_module._call)
+        # The failure path's pieces (the retry path's job).
+        from workers.core import recorder as recorder_module
+        from workers.integration.publish import CeleryPublisher
+
+        Store.fail = t("Store.fail", Store.fail)  # type: ignore[method-assign]
+        # Wrapped before the layer's client_reuse patch wraps it: counts clients built.
+        from kombu.transport import redis as kombu_redis
+
+        kombu_redis.Channel._create_client = t("kombu Channel._create_client (built)",
+                                               kombu_redis.Channel._create_client)  # fmt: skip
+        DurableTask._after_failure = t("DurableTask._after_failure (total)",  # type: ignore[method-assign]
+                                       DurableTask._after_failure)  # fmt: skip
+        task_module.failure_from_exception = t("failure_from_exception",
+                                               task_module.failure_from_exception)  # fmt: skip
+        task_module.decide = t("decide (the policy)", task_module.decide)
+        task_module.record_failure = t("record_failure", task_module.record_failure)
+        CeleryPublisher.publish = t("CeleryPublisher.publish (the retry)",  # type: ignore[method-assign]
+                                    CeleryPublisher.publish)  # fmt: skip
+        recorder_module.log_transition = t("log_transition", recorder_module.log_transition)
+        recorder_module.retry_note = t("retry_note", recorder_module.retry_note)
+        alerts = recorder_module.alerts
+        alerts.report_if_stuck = t("alerts.report_if_stuck", alerts.report_if_stuck)  # type: ignore[attr-defined]
 
         class TimedLog:
             def __init__(self, inner: logging.Logger) -> None:

@@ -1,5 +1,5 @@
 """The floor side (``celery -A bench.floor_jobs worker``): plain Celery plus the layer's
-two round trips, and nothing else.
+two round trips and its kombu client reuse, and nothing else.
 
 The invariants keep two blocking Redis round trips per attempt that plain Celery
 does not make: ``claim`` before the body (fencing) and ``succeed`` or ``fail`` after it
@@ -8,9 +8,12 @@ does not make: ``claim`` before the body (fencing) and ``succeed`` or ``fail`` a
 ``EVALSHA`` round trips through redis-py around each attempt's body
 (:func:`bench.round_trips.with_two_round_trips`). What durable-retry costs beyond
 this side is its own work; what this side costs beyond plain Celery no tuning of the
-layer removes. The bench runs it beside the other two sides (scenarios 1 and 2), so
-each figure's floor is measured in the same run; ``python -m bench.cost`` uses the
-same wrapper (``plain+2rt``).
+layer removes. It also reuses kombu's redis-py clients as the layer's workers and
+producers do (workers/integration/patches/client_reuse.py): that patch speeds up
+anything kombu sends on Redis, plain jobs too, so the floor has it and the layer's
+own cost is what the durable side costs beyond this one. The bench runs it beside
+the other two sides (scenarios 1 and 2), so each figure's floor is measured in the
+same run; ``python -m bench.cost`` runs the same side as variant ``floor``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import redis
 from bench import plain_jobs
 from bench.plain_jobs import app
 from bench.round_trips import with_two_round_trips
+from workers.integration.patches.client_reuse import reuse_channel_clients
 
 __all__ = ["JOBS", "app"]
 
@@ -33,6 +37,7 @@ def _wrap_jobs() -> None:
     url = os.environ.get("BENCH_REDIS_URL")
     if not url:
         return  # imported outside a bench process (a producer gets the URL too)
+    reuse_channel_clients()
     client = redis.Redis.from_url(url)
     for name in JOBS:
         # A lazy task (PromiseProxy) until evaluated.

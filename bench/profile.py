@@ -1,6 +1,7 @@
 """Profile a worker of either side on the success path with py-spy (``pip install py-spy``).
 
-``python -m bench.profile [--side durable] [--pool prefork] [--jobs 20000]``
+``python -m bench.profile [--side durable] [--pool prefork] [--jobs 20000]
+[--job noop|fail_once_0s]`` (``fail_once_0s``: the retry path, scenario 2's job)
 records the worker's whole process group while it drains the jobs, writes
 py-spy's collapsed stacks and prints where the samples went: the shares of
 the durable layer (``workers/``), redis-py, kombu and Celery.
@@ -53,10 +54,12 @@ def summarize(collapsed: Path, top: int = 25) -> list[str]:
     return lines
 
 
-def profile(side: str, pool: str, jobs: int, seconds: float, out: Path) -> list[str]:
+def profile(
+    side: str, pool: str, jobs: int, seconds: float, out: Path, job: str = "noop"
+) -> list[str]:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     check_same_config()
-    collapsed = out / f"{side}-{pool}.txt"
+    collapsed = out / f"{side}-{pool}-{job}.txt"
     recorder: dict[str, Any] = {}
 
     def start(worker: Any) -> None:
@@ -68,7 +71,7 @@ def profile(side: str, pool: str, jobs: int, seconds: float, out: Path) -> list[
         )  # fmt: skip
 
     with Bench() as bench:
-        run = bench.drain(side, "noop", jobs, pool=pool, profile=start)
+        run = bench.drain(side, job, jobs, pool=pool, profile=start)
     recorder["p"].wait(seconds + 30)
     return [f"{side} {pool}: {run.per_second:.0f} jobs/s while profiled", *summarize(collapsed)]
 
@@ -77,12 +80,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
     parser.add_argument("--side", default="durable", choices=["durable", "plain"])
     parser.add_argument("--pool", default="prefork")
+    parser.add_argument("--job", choices=("noop", "fail_once_0s"), default="noop",
+                        help="noop: the success path; fail_once_0s: the retry path")
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--out", type=Path, default=Path("/tmp"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    print("\n".join(profile(args.side, args.pool, args.jobs, args.seconds, args.out)))
+    print("\n".join(profile(args.side, args.pool, args.jobs, args.seconds, args.out, args.job)))
     return 0
 
 

@@ -16,7 +16,8 @@ from bench.report import Row, Section
 FLOOR_SETTINGS = (
     "The floor side runs in the same rotation: plain Celery's jobs with two bare script "
     "round trips around each attempt (bench/floor_jobs.py), the two the invariants keep "
-    "(claim before the body, the outcome before the ack); the table's floor column is "
+    "(claim before the body, the outcome before the ack), and the layer's kombu client "
+    "reuse (patches/client_reuse.py); the table's floor column is "
     "its figure over plain Celery's."
 )
 

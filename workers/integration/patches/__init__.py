@@ -18,6 +18,9 @@ a silent patch of changed internals would be worse than none.
   transport). Applied with ``group``, in producers too, and left out as it is.
 - ``outcome_ack``: kombu's ack leaves Redis alone for a message the attempt's
   outcome script acked already (kombu's Redis transport; workers only).
+- ``client_reuse``: kombu's Redis transport builds a redis-py client once per
+  channel and pool, not once per publish, event and ack. Applied in producers
+  too, and left out as ``group`` is.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def apply(control_for: Callable[[Any], Control]) -> None:
 
     ``control_for(app)``: the Control the revoke hook writes kills with.
     """
+    from workers.integration.patches.client_reuse import reuse_channel_clients
     from workers.integration.patches.group import batch_group_enqueues
     from workers.integration.patches.kombu_guard import harden_redis_transport
     from workers.integration.patches.outcome_ack import skip_acked_deliveries
@@ -75,11 +79,13 @@ def apply(control_for: Callable[[Any], Control]) -> None:
     install_revoke_hook(control_for)
     batch_group_enqueues()
     write_records_with_messages()
+    reuse_channel_clients()
 
 
 def apply_producer() -> bool:
     """Apply the patches a producer needs (idempotent); False, and nothing patched,
     on a Celery or kombu release they were not written for."""
+    from workers.integration.patches.client_reuse import reuse_channel_clients
     from workers.integration.patches.group import batch_group_enqueues
     from workers.integration.patches.redis_put import write_records_with_messages
 
@@ -89,4 +95,5 @@ def apply_producer() -> bool:
         return False
     batch_group_enqueues()
     write_records_with_messages()
+    reuse_channel_clients()
     return True
