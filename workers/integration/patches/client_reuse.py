@@ -4,9 +4,9 @@
 ``redis.Redis`` on its connection pool (``_create_client``) for every
 publish, event, ack and reject. Building one costs about 150 µs of Python in
 redis-py 6 and later (it fills a table of response callbacks), more than the
-command it sends: a worker sends three events and an ack per job, so plain
-Celery spends over half a millisecond per job building clients it drops at
-once (bench/FINDINGS.md).
+command it sends: a plain Celery worker builds three per job (its events'
+PUBLISH, the delivery's bookkeeping, the ack), close to a millisecond of CPU
+per job on a small machine, for clients it drops at once (bench/FINDINGS.md).
 
 A ``redis.Redis`` on a pool keeps no connection of its own: it takes one from
 the pool per command and gives it back, and redis-py documents it as safe to
