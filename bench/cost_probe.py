@@ -22,7 +22,8 @@ Durable side:
 - ``nolog``: the layer's per-job INFO line off (``workers.jobs`` at WARNING).
 - ``noreuse``: the ``client_reuse`` patch left out (kombu builds a client per call).
 - ``timers``: per-call timers (wall and this thread's CPU) around the pieces of the
-  success path; written to ``BENCH_COST_OUT`` (JSON) every 250 jobs.
+  success and failure paths, and a count of kombu's client builds; written to
+  ``BENCH_COST_OUT`` (JSON) every 250 jobs.
 - ``fields``: claim's reply cut to the fields the success path reads (what-if of a
   claim that answers with HMGET instead of HGETALL): the reply is trimmed client-side
   after parsing, so this measures only the Python cost of the bigger reply.

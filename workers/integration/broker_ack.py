@@ -30,6 +30,7 @@ from workers.integration.redis_broker import channel_is_store
 
 log = logging.getLogger(__name__)
 
+
 def unacked_keys(app: Any) -> tuple[str, str] | None:
     """kombu's ``(unacked_index, unacked)`` key names when ``app``'s broker is its
     store's Redis, through kombu's Redis transport without a key prefix; else None.

@@ -2,7 +2,7 @@
 
 ``Channel.conn_or_acquire`` (kombu/transport/redis.py) builds a new
 ``redis.Redis`` on its connection pool (``_create_client``) for every
-publish, event, ack and reject. Building one costs about 150 µs of Python in
+publish, event, ack and reject. Building one costs about 140 µs of Python in
 redis-py 6 and later (it fills a table of response callbacks), more than the
 command it sends: a plain Celery worker builds three per job (its events'
 PUBLISH, the delivery's bookkeeping, the ack), close to a millisecond of CPU
